@@ -1,0 +1,135 @@
+//! What the machine asks its runtime to do: the machine's outputs.
+
+use std::time::Duration;
+
+use crate::cursor::{Cursor, Verdict};
+use crate::event::Generation;
+use crate::frame::PrefixError;
+use crate::partial::Message;
+use crate::stream::Stream;
+use crate::timestamp::{Since, Timestamp};
+
+/// An output of the machine, taken with [`ContainerMachine::poll_command`](crate::ContainerMachine::poll_command).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// Spawn reader `generation` in its own scope: `GET /containers/{id}/logs?follow=1&
+    /// stdout=1&stderr=1&timestamps=1&since=<since>`.
+    OpenStream {
+        /// The new generation.
+        generation: Generation,
+        /// Where to resume.
+        since: Since,
+    },
+    /// Tell reader `generation` to stop; its exit comes back as `ReaderExited`.
+    CancelReader {
+        /// The generation to stop.
+        generation: Generation,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// Spawn the container's heartbeat in the container scope.
+    StartHeartbeat,
+    /// Tell the heartbeat to stop; its exit comes back as `HeartbeatExited`.
+    StopHeartbeat,
+    /// Deliver a line to the sink (only `Event::Frame` and `Event::EndOfStream` emit).
+    Emit(Line),
+    /// Persist this cursor once the lines emitted before it are flushed.
+    Checkpoint(Cursor),
+    /// The container is gone: delete its cursor once its last lines are flushed.
+    Forget,
+    /// Something an operator should know about; nothing to do.
+    Report(Report),
+}
+
+/// Why a reader is told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CancelReason {
+    /// The rotation interval elapsed.
+    Rotation,
+    /// No frame for a heartbeat interval while the container runs.
+    Stall,
+    /// A frame could not be read: reopen from the cursor.
+    BadFrame,
+    /// The capturer is stopping.
+    Stop,
+}
+
+/// Something worth telling an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Report {
+    /// A frame had no readable timestamp prefix; the stream is reopened from the cursor.
+    BadFrame {
+        /// The generation that read it.
+        generation: Generation,
+        /// What was wrong.
+        error: PrefixError,
+    },
+    /// The logging driver cannot be read (501); reported once, never retried.
+    Unreadable,
+    /// The stream was quiet for a heartbeat interval while the container ran; rotated.
+    Stalled {
+        /// The quiet generation.
+        generation: Generation,
+        /// How long it was quiet.
+        quiet: Duration,
+    },
+    /// An event named a generation that is not the live one; ignored.
+    UnknownGeneration {
+        /// The generation named.
+        generation: Generation,
+        /// The event.
+        event: &'static str,
+    },
+    /// The heartbeat exited without being told to; started again.
+    HeartbeatLost,
+}
+
+/// An owned line, as carried by [`Command::Emit`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Line {
+    /// The stream it was written to.
+    pub stream: Stream,
+    /// Its timestamp.
+    pub ts: Timestamp,
+    /// The timestamp as the daemon sent it.
+    pub ts_text: String,
+    /// The line without its newline.
+    pub message: Vec<u8>,
+    /// Cut at the cap: the line goes on in the next one.
+    pub truncated: bool,
+}
+
+impl From<Message<'_>> for Line {
+    fn from(m: Message<'_>) -> Line {
+        Line {
+            stream: m.stream,
+            ts: m.ts,
+            ts_text: String::from_utf8_lossy(m.ts_text).into_owned(),
+            message: m.body.to_vec(),
+            truncated: m.truncated,
+        }
+    }
+}
+
+/// Where the data path delivers lines without copying them (the runtime's batch writer).
+pub trait LineSink {
+    /// A new line, to deliver.
+    fn line(&mut self, line: Message<'_>);
+    /// A message the cursor dropped (a replayed duplicate, or one before the start).
+    fn dropped(&mut self, _stream: Stream, _verdict: Verdict) {}
+}
+
+impl LineSink for Vec<Line> {
+    fn line(&mut self, line: Message<'_>) {
+        self.push(line.into());
+    }
+}
+
+/// Whether the reader should go on after a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Stop reading: the generation is being retired (bad frame, or it is not the live one).
+    Stop,
+}

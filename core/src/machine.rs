@@ -1,0 +1,693 @@
+//! The lifecycle of one container's capture: events in, commands out, time passed in.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::command::{CancelReason, Command, Flow, Line, LineSink, Report};
+use crate::cursor::{Cursor, Verdict};
+use crate::event::{Event, Generation, ReadError, ReaderExit};
+use crate::frame::split_timestamp;
+use crate::invariants::{self, Violation};
+use crate::mutant::{self, Mutant};
+use crate::partial::{Message, Partials, DEFAULT_CAP};
+use crate::stream::Stream;
+use crate::time::Instant;
+
+/// The machine's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// Retire the live stream and reopen it from the cursor this often.
+    pub rotate_every: Duration,
+    /// A live stream quiet this long while the container runs counts as stalled.
+    pub heartbeat_every: Duration,
+    /// Waits between reopens.
+    pub backoff: Backoff,
+    /// The longest message; longer lines are cut into messages marked truncated.
+    pub partial_cap: usize,
+    /// A known bug to re-create, for checking the checkers. Never set in production.
+    #[doc(hidden)]
+    pub mutant: Option<Mutant>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            rotate_every: Duration::from_secs(300),
+            heartbeat_every: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            partial_cap: DEFAULT_CAP,
+            mutant: None,
+        }
+    }
+}
+
+/// The state a user sees, in metrics and on the debug endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// No reader: not yet opened, waiting out a backoff, or the container is not running.
+    Idle,
+    /// One reader generation is live on the log stream.
+    Streaming,
+    /// The live reader was told to stop; the next opens once its exit is observed.
+    Rotating,
+    /// Terminal: reader and heartbeat joined; nothing is ever spawned again.
+    Stopped,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 4] = [Phase::Idle, Phase::Streaming, Phase::Rotating, Phase::Stopped];
+
+    /// The lowercase name used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Streaming => "streaming",
+            Phase::Rotating => "rotating",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Live tasks per lifecycle, as the machine accounts for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LiveTasks {
+    /// Reader generations spawned and not yet joined (0 or 1).
+    pub readers: u32,
+    /// Heartbeats spawned and not yet joined (0 or 1).
+    pub heartbeats: u32,
+}
+
+/// The live reader generation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Reader {
+    pub(crate) generation: Generation,
+    /// The daemon answered 200.
+    pub(crate) opened: bool,
+    /// When it last showed life (spawned, opened, or a frame).
+    pub(crate) last_activity: Instant,
+    /// It delivered at least one new line: the stream is healthy.
+    pub(crate) delivered: bool,
+    /// Its stream ended cleanly (`EndOfStream`); no more frames.
+    pub(crate) ended: bool,
+    /// It was told to stop, and why.
+    pub(crate) cancel: Option<CancelReason>,
+}
+
+/// The container's heartbeat lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Heartbeat {
+    NotStarted,
+    Live,
+    Stopping,
+    Joined,
+}
+
+impl Heartbeat {
+    /// Spawned and not yet joined.
+    pub(crate) fn is_alive(self) -> bool {
+        matches!(self, Heartbeat::Live | Heartbeat::Stopping)
+    }
+}
+
+/// Why the machine is heading for Stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum StopCause {
+    /// The capturer shuts down: keep the cursor.
+    Requested,
+    /// The container is gone: forget the cursor.
+    Removed,
+}
+
+/// The capture of one container: a pure, deterministic state machine.
+///
+/// Feed it [`Event`]s with [`handle`](Self::handle) (or, on the data path,
+/// [`handle_frame`](Self::handle_frame) and [`handle_end_of_stream`](Self::handle_end_of_stream),
+/// which hand lines to a [`LineSink`] without copying), call
+/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout) passes, and
+/// carry out every [`Command`] from [`poll_command`](Self::poll_command).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerMachine {
+    pub(crate) config: Config,
+    /// What the machine last learned about the container.
+    pub(crate) running: bool,
+    /// There may be lines not yet read: a reader is wanted.
+    pub(crate) needs_read: bool,
+    /// The logging driver cannot be read (501).
+    pub(crate) unreadable: bool,
+    pub(crate) stop: Option<StopCause>,
+    pub(crate) stopped: bool,
+    pub(crate) reader: Option<Reader>,
+    pub(crate) heartbeat: Heartbeat,
+    /// The last generation opened (0: none yet).
+    pub(crate) opened: Generation,
+    /// The last generation whose exit was observed.
+    pub(crate) joined: Generation,
+    /// Failed reads in a row, for the backoff.
+    pub(crate) failures: u32,
+    pub(crate) reopen_at: Option<Instant>,
+    pub(crate) rotate_at: Option<Instant>,
+    pub(crate) cursor: Cursor,
+    pub(crate) partials: Partials,
+    pub(crate) out: VecDeque<Command>,
+    /// The first invariant broken at the point of a mutation; reported by `check_invariants`.
+    pub(crate) violation: Option<Violation>,
+}
+
+impl ContainerMachine {
+    /// A machine for a container known by the runtime, resuming from `cursor`. It does nothing
+    /// until told the container is running (or stopped, to read what is there once).
+    pub fn new(config: Config, cursor: Cursor) -> ContainerMachine {
+        let cap = config.partial_cap;
+        ContainerMachine {
+            config,
+            running: false,
+            needs_read: false,
+            unreadable: false,
+            stop: None,
+            stopped: false,
+            reader: None,
+            heartbeat: Heartbeat::NotStarted,
+            opened: Generation(0),
+            joined: Generation(0),
+            failures: 0,
+            reopen_at: None,
+            rotate_at: None,
+            cursor,
+            partials: Partials::new(cap),
+            out: VecDeque::new(),
+            violation: None,
+        }
+    }
+
+    /// The phase a user sees.
+    pub fn phase(&self) -> Phase {
+        match &self.reader {
+            _ if self.stopped => Phase::Stopped,
+            Some(r) if r.cancel.is_some() => Phase::Rotating,
+            Some(_) => Phase::Streaming,
+            None => Phase::Idle,
+        }
+    }
+
+    /// The latest generation opened (the live one, if any).
+    pub fn generation(&self) -> Generation {
+        self.opened
+    }
+
+    /// The live generation, if a reader is live.
+    pub fn live_generation(&self) -> Option<Generation> {
+        self.reader.as_ref().map(|r| r.generation)
+    }
+
+    /// Tasks spawned and not yet joined, per lifecycle.
+    pub fn live_tasks(&self) -> LiveTasks {
+        LiveTasks {
+            readers: u32::from(self.reader.is_some()),
+            heartbeats: u32::from(self.heartbeat.is_alive()),
+        }
+    }
+
+    /// What was delivered so far.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Terminal: everything joined.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Bytes held in partial-line buffers (at most one cap per stream).
+    pub fn buffered(&self) -> usize {
+        self.partials.buffered()
+    }
+
+    /// The next deadline (a backoff ending, or the rotation); call `handle_timeout` then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.reopen_at, self.rotate_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next command to carry out, in order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// Checks the six invariants (see the crate docs); every checker calls this.
+    pub fn check_invariants(&self) -> Result<(), Violation> {
+        invariants::check(self)
+    }
+
+    /// Takes one event.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        if self.stopped {
+            // Absorbing: nothing moves a stopped machine.
+            return;
+        }
+        match event {
+            Event::ContainerStarted => self.on_started(now),
+            Event::ContainerDied => self.on_died(now),
+            Event::ContainerRemoved => self.on_removed(),
+            Event::StreamOpened { generation } => {
+                if let Some(r) = self.live_reader(generation, "StreamOpened") {
+                    r.opened = true;
+                    r.last_activity = now;
+                }
+            }
+            Event::Frame {
+                generation,
+                stream,
+                bytes,
+            } => {
+                let mut lines = Vec::<Line>::new();
+                self.frame(now, generation, stream, &bytes, &mut lines);
+                self.out.extend(lines.into_iter().map(Command::Emit));
+            }
+            Event::EndOfStream { generation } => {
+                let mut lines = Vec::<Line>::new();
+                self.end_of_stream(generation, &mut lines);
+                self.out.extend(lines.into_iter().map(Command::Emit));
+            }
+            Event::ReaderExited { generation, exit } => self.on_reader_exited(now, generation, exit),
+            Event::RotationDue => self.rotate(CancelReason::Rotation),
+            Event::HeartbeatTick { running } => self.on_heartbeat(now, running),
+            Event::HeartbeatExited => self.on_heartbeat_exited(now),
+            Event::StopRequested => self.begin_stop(StopCause::Requested),
+        }
+        self.self_check();
+    }
+
+    /// Data path: one frame of `generation`'s stream; new lines go to `sink` without a copy.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        stream: Stream,
+        bytes: &[u8],
+        sink: &mut impl LineSink,
+    ) -> Flow {
+        if self.stopped {
+            return Flow::Stop;
+        }
+        let flow = self.frame(now, generation, stream, bytes, sink);
+        self.self_check();
+        flow
+    }
+
+    /// Data path: `generation`'s stream ended cleanly; unfinished lines go to `sink`.
+    pub fn handle_end_of_stream(&mut self, generation: Generation, sink: &mut impl LineSink) {
+        if !self.stopped {
+            self.end_of_stream(generation, sink);
+            self.self_check();
+        }
+    }
+
+    /// A deadline from `poll_timeout` passed: reopen after a backoff, or rotate.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        if self.reopen_at.is_some_and(|t| t <= now) {
+            self.reopen_at = None;
+            self.try_open(now);
+        }
+        if self.rotate_at.is_some_and(|t| t <= now) {
+            self.rotate(CancelReason::Rotation);
+        }
+        self.self_check();
+    }
+
+    fn on_started(&mut self, now: Instant) {
+        self.running = true;
+        if self.stop.is_some() {
+            return;
+        }
+        self.needs_read = true;
+        self.start_heartbeat();
+        if self.reopen_at.is_none() {
+            self.schedule_reopen(now);
+        }
+    }
+
+    fn on_died(&mut self, now: Instant) {
+        self.running = false;
+        if self.opened == Generation(0) && self.stop.is_none() {
+            // Never read: the container exists but is stopped; read what is there once.
+            self.needs_read = true;
+            if self.reopen_at.is_none() {
+                self.schedule_reopen(now);
+            }
+        }
+    }
+
+    fn on_removed(&mut self) {
+        self.running = false;
+        self.needs_read = false;
+        self.stop = Some(StopCause::Removed);
+        self.reopen_at = None;
+        self.rotate_at = None;
+        // The live reader, if any, drains what the daemon still sends and ends by itself.
+        self.stop_heartbeat();
+        self.maybe_finish_stop();
+    }
+
+    fn begin_stop(&mut self, cause: StopCause) {
+        self.stop.get_or_insert(cause);
+        self.reopen_at = None;
+        self.rotate_at = None;
+        if let Some(r) = &mut self.reader {
+            if r.cancel.is_none() {
+                r.cancel = Some(CancelReason::Stop);
+                let generation = r.generation;
+                self.push(Command::CancelReader {
+                    generation,
+                    reason: CancelReason::Stop,
+                });
+            }
+        }
+        self.stop_heartbeat();
+        self.maybe_finish_stop();
+    }
+
+    fn start_heartbeat(&mut self) {
+        if self.stop.is_none() && matches!(self.heartbeat, Heartbeat::NotStarted | Heartbeat::Joined) {
+            self.heartbeat = Heartbeat::Live;
+            self.push(Command::StartHeartbeat);
+        }
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if self.heartbeat == Heartbeat::Live {
+            self.heartbeat = Heartbeat::Stopping;
+            self.push(Command::StopHeartbeat);
+        }
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, running: bool) {
+        if self.heartbeat != Heartbeat::Live {
+            return;
+        }
+        // The heartbeat's inspect corrects a missed `start` or `die` event.
+        if running && !self.running {
+            self.on_started(now);
+        } else if !running && self.running {
+            self.on_died(now);
+        }
+        let stalled = match &self.reader {
+            Some(r) if running && r.opened && !r.ended && r.cancel.is_none() => {
+                let quiet = now.since(r.last_activity);
+                (quiet >= self.config.heartbeat_every).then_some((r.generation, quiet))
+            }
+            _ => None,
+        };
+        if let Some((generation, quiet)) = stalled {
+            self.push(Command::Report(Report::Stalled { generation, quiet }));
+            self.rotate(CancelReason::Stall);
+        }
+    }
+
+    fn on_heartbeat_exited(&mut self, now: Instant) {
+        match self.heartbeat {
+            Heartbeat::Stopping => self.heartbeat = Heartbeat::Joined,
+            Heartbeat::Live => {
+                self.heartbeat = Heartbeat::Joined;
+                self.push(Command::Report(Report::HeartbeatLost));
+                self.start_heartbeat();
+            }
+            Heartbeat::NotStarted | Heartbeat::Joined => {
+                self.push(Command::Report(Report::UnknownGeneration {
+                    generation: Generation(0),
+                    event: "HeartbeatExited",
+                }));
+            }
+        }
+        // Only the seed's shared scope ever waits for the heartbeat before reopening.
+        if self.reader.is_none() && self.reopen_at.is_none() {
+            self.schedule_reopen(now);
+        }
+        self.maybe_finish_stop();
+    }
+
+    /// The live reader, if it is `generation`; otherwise reports the stray event.
+    fn live_reader(&mut self, generation: Generation, event: &'static str) -> Option<&mut Reader> {
+        match &mut self.reader {
+            Some(r) if r.generation == generation => Some(r),
+            _ => {
+                self.out
+                    .push_back(Command::Report(Report::UnknownGeneration { generation, event }));
+                None
+            }
+        }
+    }
+
+    fn frame(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        stream: Stream,
+        bytes: &[u8],
+        sink: &mut impl LineSink,
+    ) -> Flow {
+        let Some(r) = self.live_reader(generation, "Frame") else {
+            return Flow::Stop;
+        };
+        if r.ended {
+            return Flow::Stop;
+        }
+        r.last_activity = now;
+        let stamped = match split_timestamp(bytes) {
+            Ok(s) => s,
+            Err(error) => {
+                self.push(Command::Report(Report::BadFrame { generation, error }));
+                self.rotate(CancelReason::BadFrame);
+                return Flow::Stop;
+            }
+        };
+        let delivered = self.deliver_with(sink, |partials, out| {
+            partials.push(stream, stamped.ts, stamped.ts_text, stamped.payload, out)
+        });
+        if delivered {
+            if let Some(r) = &mut self.reader {
+                r.delivered = true;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn end_of_stream(&mut self, generation: Generation, sink: &mut impl LineSink) {
+        let Some(r) = self.live_reader(generation, "EndOfStream") else {
+            return;
+        };
+        if r.ended {
+            return;
+        }
+        r.ended = true;
+        if self.deliver_with(sink, |partials, out| partials.flush(out)) {
+            if let Some(r) = &mut self.reader {
+                r.delivered = true;
+            }
+        }
+    }
+
+    /// Runs `feed` over the partial buffers; every complete message it yields passes the
+    /// cursor, and the new ones go to `sink`. Returns whether anything new was delivered.
+    fn deliver_with<S: LineSink>(
+        &mut self,
+        sink: &mut S,
+        feed: impl FnOnce(&mut Partials, &mut dyn FnMut(Message<'_>)),
+    ) -> bool {
+        let cursor = &mut self.cursor;
+        let mutant = self.config.mutant;
+        let violation = &mut self.violation;
+        let mut delivered = false;
+        feed(&mut self.partials, &mut |m: Message<'_>| {
+            let before = cursor.position(m.stream);
+            let verdict = mutant::judge(cursor, mutant, m.stream, m.ts);
+            if cursor.position(m.stream) < before && violation.is_none() {
+                *violation = Some(Violation::CursorMovedBack { stream: m.stream });
+            }
+            match verdict {
+                Verdict::Deliver => {
+                    delivered = true;
+                    sink.line(m);
+                }
+                other => sink.dropped(m.stream, other),
+            }
+        });
+        delivered
+    }
+
+    fn on_reader_exited(&mut self, now: Instant, generation: Generation, exit: ReaderExit) {
+        let Some(reader) = self.live_reader(generation, "ReaderExited").map(|r| r.clone()) else {
+            return;
+        };
+        self.reader = None;
+        self.joined = generation;
+        self.rotate_at = None;
+        // On a clean end `EndOfStream` flushed them; otherwise the next generation replays them.
+        self.partials.discard();
+        self.push(Command::Checkpoint(self.cursor.clone()));
+        let healthy = reader.delivered;
+        match exit {
+            ReaderExit::Cancelled => match reader.cancel {
+                Some(CancelReason::Rotation | CancelReason::Stall | CancelReason::Stop) => {
+                    if healthy {
+                        self.failures = 0;
+                    }
+                }
+                Some(CancelReason::BadFrame) | None => self.fail(healthy),
+            },
+            ReaderExit::CleanEnd if self.running => self.fail(healthy),
+            ReaderExit::CleanEnd => {
+                // The container stopped and everything it wrote was read.
+                self.needs_read = false;
+                self.failures = 0;
+            }
+            ReaderExit::Failed(ReadError::Unsupported) => {
+                self.needs_read = false;
+                if !self.unreadable {
+                    self.unreadable = true;
+                    self.push(Command::Report(Report::Unreadable));
+                }
+            }
+            ReaderExit::Failed(ReadError::NotFound) => {
+                self.running = false;
+                self.needs_read = false;
+            }
+            ReaderExit::Failed(ReadError::Transient | ReadError::BadFrame) => self.fail(healthy),
+        }
+        if self.stop.is_some() {
+            self.maybe_finish_stop();
+        } else {
+            self.schedule_reopen(now);
+        }
+    }
+
+    fn fail(&mut self, healthy: bool) {
+        self.failures = if healthy {
+            1
+        } else {
+            self.failures.saturating_add(1)
+        };
+    }
+
+    /// Tells the live reader to stop, unless it already was.
+    fn rotate(&mut self, reason: CancelReason) {
+        if self.stop.is_some() {
+            return;
+        }
+        if let Some(r) = &mut self.reader {
+            if r.cancel.is_none() {
+                r.cancel = Some(reason);
+                let generation = r.generation;
+                self.rotate_at = None;
+                self.push(Command::CancelReader { generation, reason });
+            }
+        }
+    }
+
+    /// Opens the next generation now, or arms the backoff deadline.
+    fn schedule_reopen(&mut self, now: Instant) {
+        if !self.wants_reader() {
+            return;
+        }
+        if self.config.mutant == Some(Mutant::SharedScope) && self.heartbeat.is_alive() {
+            // The seed bug: the rotation joins a scope the heartbeat is also in.
+            return;
+        }
+        let delay = self.config.backoff.delay(self.failures, self.opened.0);
+        if delay.is_zero() {
+            self.open(now);
+        } else {
+            self.reopen_at = Some(now.after(delay));
+        }
+    }
+
+    fn try_open(&mut self, now: Instant) {
+        if self.wants_reader() {
+            self.open(now);
+        }
+    }
+
+    fn wants_reader(&self) -> bool {
+        self.stop.is_none() && self.needs_read && !self.unreadable && self.reader.is_none()
+    }
+
+    /// Spawns the next generation: the only place one is created.
+    fn open(&mut self, now: Instant) {
+        if self.stopped || self.stop.is_some() || self.reader.is_some() || self.joined != self.opened {
+            self.flag(Violation::OpenedBeforeJoin {
+                opened: self.opened,
+                joined: self.joined,
+            });
+            return;
+        }
+        let generation = Generation(self.opened.0 + 1);
+        self.opened = generation;
+        self.cursor.begin_generation();
+        self.partials.discard();
+        self.reader = Some(Reader {
+            generation,
+            opened: false,
+            last_activity: now,
+            delivered: false,
+            ended: false,
+            cancel: None,
+        });
+        self.rotate_at = Some(now.after(self.config.rotate_every));
+        let since = self.cursor.since();
+        self.push(Command::OpenStream { generation, since });
+    }
+
+    fn maybe_finish_stop(&mut self) {
+        let Some(cause) = self.stop else { return };
+        if self.stopped || self.reader.is_some() || self.heartbeat.is_alive() {
+            return;
+        }
+        self.push(match cause {
+            StopCause::Requested => Command::Checkpoint(self.cursor.clone()),
+            StopCause::Removed => Command::Forget,
+        });
+        self.stopped = true;
+        self.reopen_at = None;
+        self.rotate_at = None;
+    }
+
+    fn push(&mut self, command: Command) {
+        if self.stopped {
+            self.flag(Violation::SpawnedAfterStop);
+            return;
+        }
+        self.out.push_back(command);
+    }
+
+    fn flag(&mut self, violation: Violation) {
+        self.violation.get_or_insert(violation);
+    }
+
+    /// In debug builds every step re-checks the invariants (a mutant is left to the checkers).
+    fn self_check(&self) {
+        #[cfg(debug_assertions)]
+        if self.config.mutant.is_none() {
+            if let Err(v) = self.check_invariants() {
+                panic!("capturer-core invariant violated: {v}\n{self:#?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The synchronization primitives the scopes use: loom's under `cfg(loom)`, std's otherwise.

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's one test command: everything it needs, it starts itself. Fails fast.
+#
+#   scripts/test.sh
+#
+# Environment: CI=1 makes tests that need Docker fail (never skip) when it is missing;
+# MODEL_ARGS overrides the model check's bounds; LOOM_MAX_PREEMPTIONS the loom bound.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "test bed: a real Docker daemon and the local test image"
+scripts/testbed.sh
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+if [ -f core/tests/loom_scopes.rs ]; then
+    step "loom: scopes over every interleaving (own target dir)"
+    RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
+        CARGO_TARGET_DIR=target/loom \
+        cargo test -p capturer-core --release --locked --test loom_scopes
+fi
+
+if grep -q '"check"' model/src/main.rs 2>/dev/null; then
+    step "model check"
+    # shellcheck disable=SC2086
+    cargo run --release --locked -p capturer-model -- check ${MODEL_ARGS:-}
+fi
+
+step "all green in $(( $(date +%s) - started ))s"
