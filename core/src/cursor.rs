@@ -176,15 +176,13 @@ mod tests {
         let mut cuts = cuts.iter().copied().peekable();
         loop {
             cursor.begin_generation();
-            let mut received = 0;
             let mut interrupted = false;
-            for (i, s, ts) in replay(log, cursor.since()) {
+            for (received, (i, s, ts)) in replay(log, cursor.since()).into_iter().enumerate() {
                 if cuts.peek() == Some(&received) {
                     cuts.next();
                     interrupted = true;
                     break;
                 }
-                received += 1;
                 if cursor.accept(s, Timestamp(ts)) == Verdict::Deliver {
                     delivered.push(i);
                 }
@@ -205,7 +203,11 @@ mod tests {
     fn equal_timestamps_are_counted_not_compared() {
         let log = [(Stdout, 10), (Stdout, 10), (Stdout, 10), (Stdout, 11)];
         for cut in 0..4 {
-            assert_eq!(read_with_reopens(&log, &[cut]), vec![0, 1, 2, 3], "cut {cut}");
+            assert_eq!(
+                read_with_reopens(&log, &[cut]),
+                vec![0, 1, 2, 3],
+                "cut {cut}"
+            );
         }
     }
 
@@ -213,7 +215,11 @@ mod tests {
     fn since_is_the_minimum_over_the_streams() {
         let mut c = Cursor::new(Timestamp(0), StreamSet::MULTIPLEXED);
         c.accept(Stdout, Timestamp(50));
-        assert_eq!(c.since(), Timestamp(0).to_since(), "stderr has delivered nothing");
+        assert_eq!(
+            c.since(),
+            Timestamp(0).to_since(),
+            "stderr has delivered nothing"
+        );
         c.accept(Stderr, Timestamp(40));
         assert_eq!(c.since(), Timestamp(40).to_since());
         c.accept(Stderr, Timestamp(70));
@@ -223,7 +229,13 @@ mod tests {
     #[test]
     fn stderr_older_than_the_stdout_before_it_is_not_lost() {
         // e1 is stamped before o1 but reached the log after it.
-        let log = [(Stdout, 100), (Stderr, 90), (Stdout, 101), (Stderr, 95), (Stdout, 101)];
+        let log = [
+            (Stdout, 100),
+            (Stderr, 90),
+            (Stdout, 101),
+            (Stderr, 95),
+            (Stdout, 101),
+        ];
         for cut in 0..log.len() {
             for cut2 in 0..log.len() {
                 assert_eq!(read_with_reopens(&log, &[cut, cut2]), vec![0, 1, 2, 3, 4]);
@@ -236,7 +248,11 @@ mod tests {
         // stderr writes late, stamped before the stdout it follows: since must not pass it.
         let log = [(Stdout, 10), (Stdout, 20), (Stderr, 15), (Stdout, 30)];
         for cut in 0..log.len() {
-            assert_eq!(read_with_reopens(&log, &[cut]), vec![0, 1, 2, 3], "cut {cut}");
+            assert_eq!(
+                read_with_reopens(&log, &[cut]),
+                vec![0, 1, 2, 3],
+                "cut {cut}"
+            );
         }
     }
 
@@ -273,7 +289,11 @@ mod tests {
                     let s = if mask & (1 << i) != 0 { Stderr } else { Stdout };
                     let ts = u64::from(st % 3) + 1;
                     st /= 3;
-                    let last = if s == Stdout { &mut last_o } else { &mut last_e };
+                    let last = if s == Stdout {
+                        &mut last_o
+                    } else {
+                        &mut last_e
+                    };
                     if ts < *last {
                         ok = false;
                     }
@@ -286,7 +306,11 @@ mod tests {
                 logs += 1;
                 for a in 0..=5 {
                     for b in 0..=5 {
-                        assert_eq!(read_with_reopens(&log, &[a, b]), vec![0, 1, 2, 3, 4], "{log:?} {a} {b}");
+                        assert_eq!(
+                            read_with_reopens(&log, &[a, b]),
+                            vec![0, 1, 2, 3, 4],
+                            "{log:?} {a} {b}"
+                        );
                     }
                 }
             }

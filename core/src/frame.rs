@@ -187,7 +187,11 @@ impl Demux {
     }
 }
 
-fn emit(stream: u8, payload: &[u8], on_frame: &mut impl FnMut(Frame<'_>)) -> Result<(), DecodeError> {
+fn emit(
+    stream: u8,
+    payload: &[u8],
+    on_frame: &mut impl FnMut(Frame<'_>),
+) -> Result<(), DecodeError> {
     let stream = match stream {
         0 | 1 => Stream::Stdout,
         2 => Stream::Stderr,
@@ -256,7 +260,8 @@ impl TtySplitter {
                     } else if self.buf.len() >= self.max_line {
                         if self.prefix.is_empty() {
                             let sp = self.buf.iter().position(|&b| b == b' ').unwrap_or(0);
-                            self.prefix.extend_from_slice(&self.buf[..=sp.min(MAX_TS_LEN)]);
+                            self.prefix
+                                .extend_from_slice(&self.buf[..=sp.min(MAX_TS_LEN)]);
                         }
                         console(&self.buf, &mut on_frame);
                         self.buf.clear();
@@ -294,7 +299,9 @@ mod tests {
         v
     }
 
-    fn demux_all(bytes: &[u8], chunk: usize) -> (Vec<(Stream, Vec<u8>)>, Result<(), DecodeError>) {
+    type Decoded = (Vec<(Stream, Vec<u8>)>, Result<(), DecodeError>);
+
+    fn demux_all(bytes: &[u8], chunk: usize) -> Decoded {
         let mut d = Demux::new(1 << 20);
         let mut out = Vec::new();
         for c in bytes.chunks(chunk.max(1)) {
@@ -313,7 +320,10 @@ mod tests {
         assert_eq!(s.ts_text, b"2024-01-01T00:00:00.000000001Z");
         assert_eq!(s.payload, b"hello\n");
         assert_eq!(split_timestamp(b"nospace"), Err(PrefixError::Missing(7)));
-        assert!(matches!(split_timestamp(b"2024-01-01 x"), Err(PrefixError::Timestamp(_))));
+        assert!(matches!(
+            split_timestamp(b"2024-01-01 x"),
+            Err(PrefixError::Timestamp(_))
+        ));
     }
 
     #[test]
@@ -333,14 +343,20 @@ mod tests {
 
     #[test]
     fn bad_headers_are_errors() {
-        assert_eq!(demux_all(&frame(7, b"x"), 64).1, Err(DecodeError::BadStream(7)));
+        assert_eq!(
+            demux_all(&frame(7, b"x"), 64).1,
+            Err(DecodeError::BadStream(7))
+        );
         assert_eq!(
             demux_all(b"2024-01-01T00:00:00Z hi\n", 64).1,
             Err(DecodeError::BadPadding(*b"024"))
         );
         let mut big = vec![1, 0, 0, 0];
         big.extend(u32::MAX.to_be_bytes());
-        assert!(matches!(demux_all(&big, 3).1, Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            demux_all(&big, 3).1,
+            Err(DecodeError::TooLarge { .. })
+        ));
         assert_eq!(
             demux_all(&frame(3, b"boom\n"), 64).1,
             Err(DecodeError::Daemon("boom".into()))
@@ -351,7 +367,8 @@ mod tests {
 
     #[test]
     fn tty_lines_and_pieces() {
-        let raw = b"2024-01-01T00:00:00Z one\r\n2024-01-01T00:00:01Z two\r\n2024-01-01T00:00:02Z par";
+        let raw =
+            b"2024-01-01T00:00:00Z one\r\n2024-01-01T00:00:01Z two\r\n2024-01-01T00:00:02Z par";
         for chunk in 1..raw.len() {
             let mut t = TtySplitter::new(1 << 20);
             let mut out = Vec::new();

@@ -16,36 +16,36 @@ use crate::stream::Stream;
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Violation {
-    /// 1. More than one reader generation spawned and not joined.
+    /// Invariant 1: More than one reader generation spawned and not joined.
     TwoReaders {
         /// The last generation opened.
         opened: Generation,
         /// The last generation joined.
         joined: Generation,
     },
-    /// 2. A generation was opened while its predecessor's exit was not yet observed.
+    /// Invariant 2: A generation was opened while its predecessor's exit was not yet observed.
     OpenedBeforeJoin {
         /// The last generation opened.
         opened: Generation,
         /// The last generation joined.
         joined: Generation,
     },
-    /// 3. No reader, one is wanted, and no deadline will open it: the next generation waits
+    /// Invariant 3: No reader, one is wanted, and no deadline will open it: the next generation waits
     /// on something other than the previous one's exit (the seed's rotation waiting for the
     /// heartbeat).
     ReopenBlocked,
-    /// 4. Stopped while a task is alive, a deadline armed, or no stop was asked for.
+    /// Invariant 4: Stopped while a task is alive, a deadline armed, or no stop was asked for.
     StoppedNotQuiet(&'static str),
-    /// 4. A command came out of a stopped machine.
+    /// Invariant 4: A command came out of a stopped machine.
     SpawnedAfterStop,
-    /// 5. More live tasks than one reader and one heartbeat.
+    /// Invariant 5: More live tasks than one reader and one heartbeat.
     TooManyTasks(u32),
-    /// 6. A stream's position moved backwards.
+    /// Invariant 6: A stream's position moved backwards.
     CursorMovedBack {
         /// The stream.
         stream: Stream,
     },
-    /// 6. A position is not a delivered message, or lies before the start.
+    /// Invariant 6: A position is not a delivered message, or lies before the start.
     CursorMalformed {
         /// The stream.
         stream: Stream,
@@ -102,7 +102,7 @@ pub fn check(m: &ContainerMachine) -> Result<(), Violation> {
     deadlines_match(m)
 }
 
-/// 1. At most one live reader generation: the ledger (opened minus joined) is 0 or 1, and
+/// Invariant 1: At most one live reader generation: the ledger (opened minus joined) is 0 or 1, and
 /// agrees with the reader slot.
 fn one_reader(m: &ContainerMachine) -> Result<(), Violation> {
     let in_flight = m.opened.0.checked_sub(m.joined.0);
@@ -116,7 +116,7 @@ fn one_reader(m: &ContainerMachine) -> Result<(), Violation> {
     }
 }
 
-/// 2. The live generation is the one right after the last joined.
+/// Invariant 2: The live generation is the one right after the last joined.
 fn opened_after_join(m: &ContainerMachine) -> Result<(), Violation> {
     match &m.reader {
         Some(r) if r.generation != m.opened || m.joined.0 + 1 != r.generation.0 => {
@@ -129,7 +129,7 @@ fn opened_after_join(m: &ContainerMachine) -> Result<(), Violation> {
     }
 }
 
-/// 3. When no reader is live and one is wanted, only time stands between now and the next
+/// Invariant 3: When no reader is live and one is wanted, only time stands between now and the next
 /// open: the rotation's join never depends on the heartbeat.
 fn reopen_depends_on_time_only(m: &ContainerMachine) -> Result<(), Violation> {
     let wanted = m.stop.is_none() && m.needs_read && !m.unreadable && m.reader.is_none();
@@ -139,7 +139,7 @@ fn reopen_depends_on_time_only(m: &ContainerMachine) -> Result<(), Violation> {
     Ok(())
 }
 
-/// 4. Stopped: asked for, no reader, no heartbeat, no deadline.
+/// Invariant 4: Stopped: asked for, no reader, no heartbeat, no deadline.
 fn stopped_is_quiet(m: &ContainerMachine) -> Result<(), Violation> {
     if !m.stopped {
         return Ok(());
@@ -158,7 +158,7 @@ fn stopped_is_quiet(m: &ContainerMachine) -> Result<(), Violation> {
     Err(Violation::StoppedNotQuiet(what))
 }
 
-/// 5. Live tasks are bounded by 2 whatever the number of rotations.
+/// Invariant 5: Live tasks are bounded by 2 whatever the number of rotations.
 fn bounded_tasks(m: &ContainerMachine) -> Result<(), Violation> {
     let t = m.live_tasks();
     let n = t.readers + t.heartbeats;
@@ -168,7 +168,7 @@ fn bounded_tasks(m: &ContainerMachine) -> Result<(), Violation> {
     Ok(())
 }
 
-/// 6. Positions are delivered messages at or after the start (or the start itself), `since`
+/// Invariant 6: Positions are delivered messages at or after the start (or the start itself), `since`
 /// is at or before every position, and partial buffers stay within the cap.
 fn cursor_well_formed(m: &ContainerMachine) -> Result<(), Violation> {
     let c = &m.cursor;
@@ -192,8 +192,10 @@ fn cursor_well_formed(m: &ContainerMachine) -> Result<(), Violation> {
 /// Deadlines belong to the lifecycle they time: the rotation to an un-cancelled live reader,
 /// the backoff to a wanted reader that is not live.
 fn deadlines_match(m: &ContainerMachine) -> Result<(), Violation> {
-    if m.rotate_at.is_some() && !m.reader.as_ref().is_some_and(|r| r.cancel.is_none()) {
-        return Err(Violation::StrayDeadline("rotation without a live, un-cancelled reader"));
+    if m.rotate_at.is_some() && m.reader.as_ref().is_none_or(|r| r.cancel.is_some()) {
+        return Err(Violation::StrayDeadline(
+            "rotation without a live, un-cancelled reader",
+        ));
     }
     if m.reopen_at.is_some() && m.reader.is_some() {
         return Err(Violation::StrayDeadline("backoff while a reader is live"));

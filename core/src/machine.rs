@@ -58,7 +58,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 4] = [Phase::Idle, Phase::Streaming, Phase::Rotating, Phase::Stopped];
+    pub const ALL: [Phase; 4] = [
+        Phase::Idle,
+        Phase::Streaming,
+        Phase::Rotating,
+        Phase::Stopped,
+    ];
 
     /// The lowercase name used in metrics.
     pub fn as_str(self) -> &'static str {
@@ -284,7 +289,9 @@ impl ContainerMachine {
                 self.end_of_stream(generation, &mut lines);
                 self.out.extend(lines.into_iter().map(Command::Emit));
             }
-            Event::ReaderExited { generation, exit } => self.on_reader_exited(now, generation, exit),
+            Event::ReaderExited { generation, exit } => {
+                self.on_reader_exited(now, generation, exit)
+            }
             Event::RotationDue => self.rotate(CancelReason::Rotation),
             Event::HeartbeatTick { running } => self.on_heartbeat(now, running),
             Event::HeartbeatExited => self.on_heartbeat_exited(now),
@@ -386,7 +393,9 @@ impl ContainerMachine {
     }
 
     fn start_heartbeat(&mut self) {
-        if self.stop.is_none() && matches!(self.heartbeat, Heartbeat::NotStarted | Heartbeat::Joined) {
+        if self.stop.is_none()
+            && matches!(self.heartbeat, Heartbeat::NotStarted | Heartbeat::Joined)
+        {
             self.heartbeat = Heartbeat::Live;
             self.push(Command::StartHeartbeat);
         }
@@ -450,7 +459,10 @@ impl ContainerMachine {
             Some(r) if r.generation == generation => Some(r),
             _ => {
                 self.out
-                    .push_back(Command::Report(Report::UnknownGeneration { generation, event }));
+                    .push_back(Command::Report(Report::UnknownGeneration {
+                        generation,
+                        event,
+                    }));
                 None
             }
         }
@@ -534,7 +546,10 @@ impl ContainerMachine {
     }
 
     fn on_reader_exited(&mut self, now: Instant, generation: Generation, exit: ReaderExit) {
-        let Some(reader) = self.live_reader(generation, "ReaderExited").map(|r| r.clone()) else {
+        let Some(reader) = self
+            .live_reader(generation, "ReaderExited")
+            .map(|r| r.clone())
+        else {
             return;
         };
         self.reader = None;
@@ -542,7 +557,10 @@ impl ContainerMachine {
         self.rotate_at = None;
         // On a clean end `EndOfStream` flushed them; otherwise the next generation replays them.
         self.partials.discard();
-        self.push(Command::Checkpoint(self.cursor.clone()));
+        if self.stop.is_none() {
+            // When stopping, Stopped itself checkpoints (or forgets) once everything is joined.
+            self.push(Command::Checkpoint(self.cursor.clone()));
+        }
         let healthy = reader.delivered;
         match exit {
             ReaderExit::Cancelled => match reader.cancel {
@@ -631,7 +649,11 @@ impl ContainerMachine {
 
     /// Spawns the next generation: the only place one is created.
     fn open(&mut self, now: Instant) {
-        if self.stopped || self.stop.is_some() || self.reader.is_some() || self.joined != self.opened {
+        if self.stopped
+            || self.stop.is_some()
+            || self.reader.is_some()
+            || self.joined != self.opened
+        {
             self.flag(Violation::OpenedBeforeJoin {
                 opened: self.opened,
                 joined: self.joined,

@@ -198,7 +198,13 @@ mod tests {
         let (mut p, mut out) = (Partials::new(DEFAULT_CAP), Out::new());
         push(&mut p, &mut out, Stream::Stdout, 1, b"a\n");
         push(&mut p, &mut out, Stream::Stdout, 1, b"\n");
-        assert_eq!(out, vec![(Stream::Stdout, 1, b"a".to_vec(), false), (Stream::Stdout, 1, vec![], false)]);
+        assert_eq!(
+            out,
+            vec![
+                (Stream::Stdout, 1, b"a".to_vec(), false),
+                (Stream::Stdout, 1, vec![], false)
+            ]
+        );
     }
 
     #[test]
@@ -210,7 +216,10 @@ mod tests {
         push(&mut p, &mut out, Stream::Stdout, 5, b"c\n");
         assert_eq!(
             out,
-            vec![(Stream::Stderr, 4, b"e".to_vec(), false), (Stream::Stdout, 5, b"aabbc".to_vec(), false)]
+            vec![
+                (Stream::Stderr, 4, b"e".to_vec(), false),
+                (Stream::Stdout, 5, b"aabbc".to_vec(), false)
+            ]
         );
         assert_eq!(p.buffered(), 0);
     }
@@ -221,7 +230,10 @@ mod tests {
         push(&mut p, &mut out, Stream::Stdout, 5, b"last words");
         push(&mut p, &mut out, Stream::Stdout, 9, b"after restart\n");
         assert_eq!(out[0], (Stream::Stdout, 5, b"last words".to_vec(), false));
-        assert_eq!(out[1], (Stream::Stdout, 9, b"after restart".to_vec(), false));
+        assert_eq!(
+            out[1],
+            (Stream::Stdout, 9, b"after restart".to_vec(), false)
+        );
     }
 
     #[test]
@@ -234,7 +246,11 @@ mod tests {
         let bodies: Vec<_> = out.iter().map(|o| (o.2.clone(), o.3)).collect();
         assert_eq!(
             bodies,
-            vec![(b"abcd".to_vec(), true), (b"efgh".to_vec(), true), (b"ijk".to_vec(), false)]
+            vec![
+                (b"abcd".to_vec(), true),
+                (b"efgh".to_vec(), true),
+                (b"ijk".to_vec(), false)
+            ]
         );
     }
 

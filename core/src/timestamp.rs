@@ -275,7 +275,10 @@ mod tests {
 
     #[test]
     fn since_is_seconds_dot_nine_digit_nanoseconds() {
-        assert_eq!(Timestamp(1_500_000_007).to_since().to_string(), "1.500000007");
+        assert_eq!(
+            Timestamp(1_500_000_007).to_since().to_string(),
+            "1.500000007"
+        );
         assert_eq!(Timestamp(0).to_since().to_string(), "0.000000000");
     }
 

@@ -1,0 +1,332 @@
+//! The machine's complete command trace in the situations that matter, as insta snapshots.
+//!
+//! The machine is deterministic (time is passed in, jitter is seeded with 0), so nothing in a
+//! trace is unstable and no filter is needed. Each test also asserts the lines delivered, so a
+//! snapshot accepted by mistake cannot hide a lost or duplicated line.
+
+mod trace;
+
+use capturer_core::{
+    Cursor, Event, Generation, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
+};
+use trace::{config, stamp, Trace};
+
+const G1: Generation = Generation(1);
+const G2: Generation = Generation(2);
+const G3: Generation = Generation(3);
+
+fn started() -> Trace {
+    let mut t = Trace::new(config());
+    t.at(0).on(Event::ContainerStarted);
+    t.at(1).on(Event::StreamOpened { generation: G1 });
+    t
+}
+
+#[test]
+fn normal_rotation() {
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, b"one\n");
+    t.at(20).frame(1, Stream::Stdout, 20, b"two\n");
+    t.timeout(); // the rotation deadline at 100ms
+    t.at(101).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(102).on(Event::StreamOpened { generation: G2 });
+    // The inclusive since replays "two"; it is dropped.
+    t.at(103).frame(2, Stream::Stdout, 20, b"two\n");
+    t.at(104).frame(2, Stream::Stdout, 30, b"three\n");
+    assert_eq!(t.messages(Stream::Stdout), ["one", "two", "three"]);
+    insta::assert_snapshot!("normal_rotation", t.text);
+}
+
+#[test]
+fn rotation_while_frames_still_arrive() {
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, b"a\n");
+    t.at(100).on(Event::RotationDue);
+    // Frames already in flight after the cancel are still delivered...
+    t.at(101).frame(1, Stream::Stdout, 11, b"b\n");
+    t.at(102).frame(1, Stream::Stderr, 12, b"c\n");
+    t.at(103).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(104).on(Event::StreamOpened { generation: G2 });
+    // ...and the next generation's replay of them is dropped.
+    t.at(105).frame(2, Stream::Stdout, 10, b"a\n");
+    t.at(105).frame(2, Stream::Stdout, 11, b"b\n");
+    t.at(105).frame(2, Stream::Stderr, 12, b"c\n");
+    t.at(106).frame(2, Stream::Stdout, 13, b"d\n");
+    assert_eq!(t.messages(Stream::Stdout), ["a", "b", "d"]);
+    assert_eq!(t.messages(Stream::Stderr), ["c"]);
+    insta::assert_snapshot!("rotation_while_frames_still_arrive", t.text);
+}
+
+#[test]
+fn stop_during_rotating() {
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, b"a\n");
+    t.at(100).on(Event::RotationDue);
+    t.at(101).on(Event::StopRequested);
+    assert!(
+        !t.m.is_stopped(),
+        "the reader and the heartbeat are still alive"
+    );
+    t.at(102).on(Event::HeartbeatExited);
+    assert!(!t.m.is_stopped(), "the reader is still alive");
+    t.at(103).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    assert!(t.m.is_stopped());
+    // Absorbing: nothing moves it, nothing comes out.
+    t.at(104).on(Event::ContainerStarted);
+    t.at(105).on(Event::RotationDue);
+    assert_eq!(t.m.poll_command(), None);
+    insta::assert_snapshot!("stop_during_rotating", t.text);
+}
+
+#[test]
+fn reader_error_backoff_reopen() {
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"a\n");
+    // g1 delivered, so its failure is the first in a row: wait 10ms.
+    t.at(6).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Failed(ReadError::Transient),
+    });
+    t.timeout();
+    // g2 delivered nothing: the second failure in a row waits 20ms, the third 40ms.
+    t.at(20).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::Failed(ReadError::Transient),
+    });
+    t.timeout();
+    t.at(45).on(Event::ReaderExited {
+        generation: G3,
+        exit: ReaderExit::Failed(ReadError::Transient),
+    });
+    t.timeout();
+    t.at(86).on(Event::StreamOpened {
+        generation: Generation(4),
+    });
+    t.at(87).frame(4, Stream::Stdout, 5, b"a\n");
+    t.at(88).frame(4, Stream::Stdout, 6, b"b\n");
+    let opens: Vec<&str> = t
+        .text
+        .lines()
+        .filter(|l| l.contains("deadline passes"))
+        .collect();
+    assert_eq!(opens.len(), 3);
+    assert!(opens[0].trim_start().starts_with("16ms") && opens[1].trim_start().starts_with("40ms"));
+    assert!(opens[2].trim_start().starts_with("85ms"));
+    assert_eq!(t.messages(Stream::Stdout), ["a", "b"]);
+    insta::assert_snapshot!("reader_error_backoff_reopen", t.text);
+}
+
+#[test]
+fn clean_end_on_a_running_container_backs_off() {
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"a\n");
+    // The daemon ends the stream although the container runs: no tight loop.
+    for (g, ms) in [(1, 10), (2, 30), (3, 60)] {
+        t.at(ms).on(Event::EndOfStream {
+            generation: Generation(g),
+        });
+        t.at(ms).on(Event::ReaderExited {
+            generation: Generation(g),
+            exit: ReaderExit::CleanEnd,
+        });
+        t.timeout();
+    }
+    let waits: Vec<u64> = t
+        .text
+        .lines()
+        .filter(|l| l.contains("deadline passes"))
+        .filter_map(|l| l.trim().split("ms").next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        waits,
+        vec![20, 50, 100],
+        "10, 20, 40ms after each clean end"
+    );
+    insta::assert_snapshot!("clean_end_on_running_container_backs_off", t.text);
+}
+
+#[test]
+fn container_restart_resumes_from_the_cursor() {
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"before\n");
+    t.at(6).frame(1, Stream::Stderr, 6, b"err before\n");
+    t.at(10).on(Event::ContainerDied);
+    t.at(11).on(Event::EndOfStream { generation: G1 });
+    t.at(11).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert_eq!(
+        t.m.poll_timeout(),
+        None,
+        "stopped container: no reopen until it starts"
+    );
+    t.at(50).on(Event::ContainerStarted);
+    t.at(51).on(Event::StreamOpened { generation: G2 });
+    t.at(52).frame(2, Stream::Stdout, 5, b"before\n");
+    t.at(52).frame(2, Stream::Stderr, 6, b"err before\n");
+    t.at(53).frame(2, Stream::Stdout, 50, b"after\n");
+    assert_eq!(t.messages(Stream::Stdout), ["before", "after"]);
+    assert_eq!(t.messages(Stream::Stderr), ["err before"]);
+    insta::assert_snapshot!("container_restart_resumes_from_the_cursor", t.text);
+}
+
+#[test]
+fn long_line_split_in_three_frames_across_a_rotation() {
+    let line: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (p1, rest) = line.split_at(16_384);
+    let (p2, p3) = rest.split_at(16_384);
+    let mut p3 = p3.to_vec();
+    p3.push(b'\n');
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, p1);
+    t.at(11).frame(1, Stream::Stdout, 10, p2);
+    t.at(100).on(Event::RotationDue);
+    t.at(101).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(102).on(Event::StreamOpened { generation: G2 });
+    t.at(103).frame(2, Stream::Stdout, 10, p1);
+    t.at(104).frame(2, Stream::Stdout, 10, p2);
+    t.at(105).frame(2, Stream::Stdout, 10, &p3);
+    assert_eq!(t.lines.len(), 1);
+    assert_eq!(t.lines[0].message, line);
+    assert!(!t.lines[0].truncated);
+    insta::assert_snapshot!("long_line_split_across_rotation", t.text);
+}
+
+#[test]
+fn stderr_older_than_the_last_stdout_is_not_lost() {
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 100, b"out 1\n");
+    // Written to the log after "out 1", stamped before it.
+    t.at(11).frame(1, Stream::Stderr, 90, b"err 1\n");
+    t.at(12).frame(1, Stream::Stdout, 110, b"out 2\n");
+    t.at(13).on(Event::RotationDue);
+    t.at(14).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    // since = min(stdout 110, stderr 90) = 90: the daemon resends from there.
+    t.at(15).on(Event::StreamOpened { generation: G2 });
+    t.at(16).frame(2, Stream::Stdout, 100, b"out 1\n");
+    t.at(16).frame(2, Stream::Stderr, 90, b"err 1\n");
+    t.at(16).frame(2, Stream::Stdout, 110, b"out 2\n");
+    t.at(17).frame(2, Stream::Stderr, 95, b"err 2\n");
+    t.at(18).frame(2, Stream::Stdout, 120, b"out 3\n");
+    assert_eq!(t.messages(Stream::Stdout), ["out 1", "out 2", "out 3"]);
+    assert_eq!(t.messages(Stream::Stderr), ["err 1", "err 2"]);
+    insta::assert_snapshot!("stderr_older_than_last_stdout", t.text);
+}
+
+#[test]
+fn last_line_without_newline_at_container_exit() {
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"complete\n");
+    t.at(6).frame(1, Stream::Stdout, 6, b"no newline");
+    assert_eq!(
+        t.messages(Stream::Stdout),
+        ["complete"],
+        "held until the stream ends"
+    );
+    t.at(7).on(Event::ContainerDied);
+    t.at(8).on(Event::EndOfStream { generation: G1 });
+    t.at(8).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert_eq!(t.messages(Stream::Stdout), ["complete", "no newline"]);
+    assert_eq!(t.m.poll_timeout(), None);
+    insta::assert_snapshot!("last_line_without_newline", t.text);
+}
+
+#[test]
+fn unreadable_driver_is_reported_once_and_never_retried() {
+    let mut t = Trace::new(config());
+    t.at(0).on(Event::ContainerStarted);
+    t.at(1).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Failed(ReadError::Unsupported),
+    });
+    assert_eq!(t.m.poll_timeout(), None);
+    t.at(50).on(Event::ContainerDied);
+    t.at(60).on(Event::ContainerStarted);
+    t.at(70).on(Event::HeartbeatTick { running: true });
+    assert_eq!(t.text.matches("Unreadable").count(), 1);
+    assert_eq!(t.text.matches("OpenStream").count(), 1);
+    insta::assert_snapshot!("unreadable_driver", t.text);
+}
+
+#[test]
+fn removal_drains_the_reader_then_forgets_the_cursor() {
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"a\n");
+    t.at(6).on(Event::ContainerDied);
+    t.at(7).on(Event::ContainerRemoved);
+    t.at(8).frame(1, Stream::Stdout, 7, b"last\n");
+    t.at(9).on(Event::EndOfStream { generation: G1 });
+    t.at(9).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert!(!t.m.is_stopped(), "the heartbeat is still being joined");
+    t.at(10).on(Event::HeartbeatExited);
+    assert!(t.m.is_stopped());
+    assert_eq!(t.messages(Stream::Stdout), ["a", "last"]);
+    assert!(t.text.contains("-> Forget"));
+    insta::assert_snapshot!("removal_forgets_cursor", t.text);
+}
+
+#[test]
+fn a_quiet_live_stream_is_rotated_by_the_heartbeat() {
+    let mut t = started();
+    t.at(500).on(Event::HeartbeatTick { running: true });
+    assert!(
+        !t.text.contains("CancelReader"),
+        "quiet for less than the interval"
+    );
+    t.at(1_001).on(Event::HeartbeatTick { running: true });
+    assert!(t.text.contains("CancelReader g1 (Stall)"));
+    insta::assert_snapshot!("stall_rotates", t.text);
+}
+
+#[test]
+fn resuming_after_the_capturer_restarts() {
+    // The capturer stopped with this cursor saved; the container wrote more meanwhile.
+    let mut first = started();
+    first.at(5).frame(1, Stream::Stdout, 5, b"a\n");
+    first.at(6).frame(1, Stream::Stdout, 6, b"b\n");
+    first.at(7).on(Event::StopRequested);
+    first.at(8).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    first.at(8).on(Event::HeartbeatExited);
+    assert!(first.m.is_stopped());
+    let saved = first
+        .checkpoints
+        .last()
+        .expect("Stopped checkpoints the cursor")
+        .clone();
+    assert_eq!(saved.position(Stream::Stdout).ts, stamp(6));
+    let mut t = Trace::resume(config(), saved);
+    t.at(0).on(Event::ContainerStarted);
+    t.at(1).on(Event::StreamOpened { generation: G1 });
+    t.at(2).frame(1, Stream::Stdout, 5, b"a\n");
+    t.at(2).frame(1, Stream::Stdout, 6, b"b\n");
+    t.at(2).frame(1, Stream::Stdout, 7, b"written while down\n");
+    assert_eq!(t.messages(Stream::Stdout), ["written while down"]);
+    let fresh = Cursor::new(Timestamp(0), StreamSet::MULTIPLEXED);
+    assert_ne!(t.m.cursor(), &fresh);
+    insta::assert_snapshot!("resume_after_capturer_restart", t.text);
+}
