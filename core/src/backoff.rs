@@ -64,7 +64,11 @@ mod tests {
 
     #[test]
     fn exponential_capped_and_zero_when_healthy() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), jitter_seed: 0 };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter_seed: 0,
+        };
         let ms: Vec<u128> = (0..7).map(|k| b.delay(k, 0).as_millis()).collect();
         assert_eq!(ms, vec![0, 100, 200, 400, 800, 1000, 1000]);
         assert_eq!(b.delay(u32::MAX, 0), Duration::from_secs(1));
@@ -72,11 +76,18 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_half_and_full() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(30), jitter_seed: 42 };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            jitter_seed: 42,
+        };
         let mut seen = std::collections::BTreeSet::new();
         for salt in 0..200 {
             let d = b.delay(3, salt);
-            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
             seen.insert(d);
         }
         assert!(seen.len() > 100, "jitter varies: {}", seen.len());

@@ -20,7 +20,12 @@ pub enum Mutant {
 }
 
 /// The cursor's verdict, as the configured variant gives it.
-pub(crate) fn judge(cursor: &mut Cursor, mutant: Option<Mutant>, stream: Stream, ts: Timestamp) -> Verdict {
+pub(crate) fn judge(
+    cursor: &mut Cursor,
+    mutant: Option<Mutant>,
+    stream: Stream,
+    ts: Timestamp,
+) -> Verdict {
     let i = stream.index();
     match mutant {
         Some(Mutant::StrictlyGreaterCursor) => {

@@ -13,7 +13,10 @@ pub struct Instant(pub u64);
 impl Instant {
     /// The instant `d` later (saturating: time does not wrap).
     pub fn after(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64))
+        Instant(
+            self.0
+                .saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        )
     }
 
     /// The time from `earlier` to `self` (zero if `earlier` is later).

@@ -41,8 +41,15 @@ async fn main() -> ExitCode {
     match docker.list_containers(None::<ListContainersOptions>).await {
         Ok(list) => {
             for c in list {
-                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
-                println!("{} {}", c.id.unwrap_or_default(), name.trim_start_matches('/'));
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default();
+                println!(
+                    "{} {}",
+                    c.id.unwrap_or_default(),
+                    name.trim_start_matches('/')
+                );
             }
             ExitCode::SUCCESS
         }

@@ -21,7 +21,8 @@ pub const IMAGE: &str = "log-capturer-testbed/busybox:latest";
 /// # Panics
 /// When no daemon answers and `CI` is set: in CI a missing daemon is a failure, never a skip.
 pub async fn docker() -> Option<Docker> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let found = match host.strip_prefix("unix://") {
         Some(path) => Docker::connect_with_unix(path, 60, bollard::API_DEFAULT_VERSION),
         None => Docker::connect_with_http(&host, 60, bollard::API_DEFAULT_VERSION),
@@ -79,7 +80,10 @@ pub async fn create(docker: &Docker, spec: &Spec) -> Result<String, bollard::err
     if let Some(name) = &spec.name {
         options = options.name(name);
     }
-    Ok(docker.create_container(Some(options.build()), body).await?.id)
+    Ok(docker
+        .create_container(Some(options.build()), body)
+        .await?
+        .id)
 }
 
 /// Waits until the container is no longer running.
