@@ -140,6 +140,14 @@ impl Cursor {
         }
     }
 
+    /// Whether every position is the start itself or a delivered message after it (a cursor
+    /// read back from disk is checked with this before use).
+    pub fn is_consistent(&self) -> bool {
+        self.positions
+            .iter()
+            .all(|p| p.ts >= self.start && (p.n > 0 || p.ts == self.start))
+    }
+
     /// Whether `self` is at or past `earlier` on every stream: positions never move back.
     pub fn dominates(&self, earlier: &Cursor) -> bool {
         Stream::ALL
