@@ -249,6 +249,11 @@ impl ContainerMachine {
         }
     }
 
+    /// Whether commands are waiting (after a frame: a report, or the cancel of a bad stream).
+    pub fn has_commands(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The next command to carry out, in order.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.out.pop_front()
@@ -572,8 +577,12 @@ impl ContainerMachine {
                 Some(CancelReason::BadFrame) | None => self.fail(healthy),
             },
             ReaderExit::CleanEnd if self.running => self.fail(healthy),
+            // The container stopped, but the daemon may end a follow stream before the last
+            // of the log is written (measured: a final line without newline can land after
+            // the end): read once more, after a backoff, until a read brings nothing new.
+            ReaderExit::CleanEnd if healthy => self.fail(true),
             ReaderExit::CleanEnd => {
-                // The container stopped and everything it wrote was read.
+                // The container stopped and a read found nothing new: all of it was read.
                 self.needs_read = false;
                 self.failures = 0;
             }

@@ -165,16 +165,26 @@ fn container_restart_resumes_from_the_cursor() {
         generation: G1,
         exit: ReaderExit::CleanEnd,
     });
+    // g1 delivered, so one more read confirms nothing was written after its end.
+    t.timeout();
+    t.at(22).on(Event::StreamOpened { generation: G2 });
+    t.at(23).frame(2, Stream::Stdout, 5, b"before\n");
+    t.at(23).frame(2, Stream::Stderr, 6, b"err before\n");
+    t.at(24).on(Event::EndOfStream { generation: G2 });
+    t.at(24).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::CleanEnd,
+    });
     assert_eq!(
         t.m.poll_timeout(),
         None,
-        "stopped container: no reopen until it starts"
+        "stopped and drained: no reopen until it starts"
     );
     t.at(50).on(Event::ContainerStarted);
-    t.at(51).on(Event::StreamOpened { generation: G2 });
-    t.at(52).frame(2, Stream::Stdout, 5, b"before\n");
-    t.at(52).frame(2, Stream::Stderr, 6, b"err before\n");
-    t.at(53).frame(2, Stream::Stdout, 50, b"after\n");
+    t.at(51).on(Event::StreamOpened { generation: G3 });
+    t.at(52).frame(3, Stream::Stdout, 5, b"before\n");
+    t.at(52).frame(3, Stream::Stderr, 6, b"err before\n");
+    t.at(53).frame(3, Stream::Stdout, 50, b"after\n");
     assert_eq!(t.messages(Stream::Stdout), ["before", "after"]);
     assert_eq!(t.messages(Stream::Stderr), ["err before"]);
     insta::assert_snapshot!("container_restart_resumes_from_the_cursor", t.text);
@@ -246,7 +256,22 @@ fn last_line_without_newline_at_container_exit() {
         exit: ReaderExit::CleanEnd,
     });
     assert_eq!(t.messages(Stream::Stdout), ["complete", "no newline"]);
-    assert_eq!(t.m.poll_timeout(), None);
+    // The confirming read: the daemon may have written more after the stream ended.
+    t.timeout();
+    t.at(19).on(Event::StreamOpened { generation: G2 });
+    t.at(19).frame(2, Stream::Stdout, 5, b"complete\n");
+    t.at(19).frame(2, Stream::Stdout, 6, b"no newline");
+    t.at(20).on(Event::EndOfStream { generation: G2 });
+    t.at(20).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert_eq!(t.messages(Stream::Stdout), ["complete", "no newline"]);
+    assert_eq!(
+        t.m.poll_timeout(),
+        None,
+        "drained: nothing until the next start"
+    );
     insta::assert_snapshot!("last_line_without_newline", t.text);
 }
 

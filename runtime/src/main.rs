@@ -1,70 +1,190 @@
 //! `log-capturer`: captures the logs of every container on a Docker host, exactly once.
 //!
-//! Until the capture lands, `run` connects to the daemon and lists the running containers.
+//! `log-capturer run [OPTIONS]` (see `config.rs` or `--help`). Exit status: 0 after a graceful
+//! stop, 1 when the daemon cannot be reached at start-up or the stop deadline passes, 2 for a
+//! bad setting.
 
+mod clock;
+mod config;
+mod container;
+mod docker;
+mod filter;
+mod heartbeat;
+mod http;
+mod metrics;
+mod output;
+mod reader;
+mod sink;
+mod state;
+mod supervisor;
+
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use bollard::query_parameters::ListContainersOptions;
-use bollard::Docker;
+use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: log-capturer run [--docker-host URL]";
+use crate::config::{Settings, HELP};
+use crate::container::Registry;
+use crate::metrics::Metrics;
+use crate::supervisor::Supervisor;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut host = std::env::var("DOCKER_HOST").ok();
     match args.first().map(String::as_str) {
         Some("run") => {}
+        Some("--version" | "version") => {
+            println!("log-capturer {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{HELP}");
             return ExitCode::from(2);
         }
     }
-    let mut rest = args[1..].iter();
-    while let Some(a) = rest.next() {
-        match (a.as_str(), rest.next()) {
-            ("--docker-host", Some(v)) => host = Some(v.clone()),
-            _ => {
-                eprintln!("log-capturer: unknown argument {a:?}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
+    if args[1..].iter().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
     }
-    let host = host.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-    let docker = match connect(&host).await {
-        Ok(d) => d,
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(&args[1..], &env) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("log-capturer: no Docker daemon answers at {host}: {e}");
+            eprintln!("log-capturer: bad setting: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOG_CAPTURER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("log-capturer: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match docker.list_containers(None::<ListContainersOptions>).await {
-        Ok(list) => {
-            for c in list {
-                let name = c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .unwrap_or_default();
-                println!(
-                    "{} {}",
-                    c.id.unwrap_or_default(),
-                    name.trim_start_matches('/')
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("log-capturer: listing containers at {host} failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    runtime.block_on(run(settings))
 }
 
-async fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
-    let docker = if let Some(path) = host.strip_prefix("unix://") {
-        Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)?
-    } else {
-        Docker::connect_with_http(host, 30, bollard::API_DEFAULT_VERSION)?
+async fn run(settings: Settings) -> ExitCode {
+    let metrics = Arc::new(Metrics::default());
+    let registry = Arc::new(Registry::default());
+    let store = match state::StateStore::open(&settings.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "log-capturer: cannot use the state directory {}: {e}",
+                settings.state_dir.display()
+            );
+            return ExitCode::from(1);
+        }
     };
-    docker.negotiate_version().await
+    let listener = match tokio::net::TcpListener::bind(settings.metrics_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "log-capturer: cannot listen on {} for metrics: {e}",
+                settings.metrics_addr
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let sink = match sink::spawn(
+        settings.sink,
+        settings.output.clone(),
+        settings.max_file_size,
+        store.clone(),
+        settings.checkpoint_every,
+        metrics.clone(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "log-capturer: cannot open the output {}: {e}",
+                settings.output.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let supervisor = match Supervisor::connect(
+        settings.clone(),
+        store,
+        sink.tx.clone(),
+        metrics.clone(),
+        registry.clone(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("log-capturer: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop_metrics = CancellationToken::new();
+    let server = tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+        registry,
+        stop_metrics.clone(),
+    ));
+    tracing::info!(
+        docker = %settings.docker_host,
+        output = %settings.output.display(),
+        state = %settings.state_dir.display(),
+        metrics = %settings.metrics_addr,
+        "log-capturer running; stop with SIGINT or SIGTERM"
+    );
+    let result = supervisor.run(shutdown_signal()).await;
+    stop_metrics.cancel();
+    let _ = server.await;
+    let flushed = tokio::task::spawn_blocking(move || sink.finish()).await;
+    let code = match (&result, flushed) {
+        (Ok(()), Ok(Ok(()))) => ExitCode::SUCCESS,
+        (_, Ok(Err(e))) => {
+            tracing::error!(error = %e, "the sink failed");
+            ExitCode::from(1)
+        }
+        (_, Err(e)) => {
+            tracing::error!(error = %e, "the sink thread was lost");
+            ExitCode::from(1)
+        }
+        (Err(e), _) => {
+            tracing::error!(error = %e, "stop incomplete");
+            ExitCode::from(1)
+        }
+    };
+    tracing::info!(lines = metrics.lines_total(), "log-capturer stopped");
+    code
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -1,0 +1,578 @@
+//! Settings: flags, `LOG_CAPTURER_*` environment variables, a TOML file and defaults.
+//!
+//! Precedence: flags > environment > file > defaults. Every key has one spelling per source
+//! (`--rotate-every`, `LOG_CAPTURER_ROTATE_EVERY`, `rotate_every`). A repeatable key takes its
+//! values from the highest source that sets it (lists are not merged across sources); in the
+//! environment its values are comma-separated. A bad value names its key and its source.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// One JSON-lines file per container under the output directory.
+    File,
+    /// JSON lines on standard output.
+    Stdout,
+}
+
+/// Where a container with no saved cursor starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// Everything the daemon still has.
+    Start,
+    /// What is stamped from the capturer's start on.
+    Now,
+}
+
+/// A label selector: `KEY` (present) or `KEY=VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSelector {
+    /// The label key.
+    pub key: String,
+    /// The value it must have, if any.
+    pub value: Option<String>,
+}
+
+/// Everything `log-capturer run` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The daemon's address: `unix:///path` or `tcp://host:port` / `http://host:port`.
+    pub docker_host: String,
+    /// The output directory of the file sink.
+    pub output: PathBuf,
+    /// Where cursors are kept.
+    pub state_dir: PathBuf,
+    /// File or stdout.
+    pub sink: SinkKind,
+    /// Stream rotation interval.
+    pub rotate_every: Duration,
+    /// Heartbeat (stall watchdog) interval.
+    pub heartbeat_every: Duration,
+    /// Name globs to include (any).
+    pub include_name: Vec<String>,
+    /// Name globs to exclude.
+    pub exclude_name: Vec<String>,
+    /// Labels to include (any).
+    pub include_label: Vec<LabelSelector>,
+    /// Labels to exclude.
+    pub exclude_label: Vec<LabelSelector>,
+    /// Image globs to include (any).
+    pub include_image: Vec<String>,
+    /// Where a container with no saved cursor starts.
+    pub from: From,
+    /// The metrics and debug endpoint.
+    pub metrics_addr: SocketAddr,
+    /// How long a graceful stop may take before giving up (exit 1).
+    pub stop_timeout: Duration,
+    /// Size at which a container's output file is rotated.
+    pub max_file_size: u64,
+    /// How often flushed cursors are persisted.
+    pub checkpoint_every: Duration,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} (from {origin}): {problem}")]
+pub struct ConfigError {
+    /// The key, as spelled in its source.
+    pub key: String,
+    /// Which source: the flag, the variable, or the file.
+    pub origin: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The keys, their kind and their default (as text, parsed like any other source).
+const KEYS: &[(&str, Kind)] = &[
+    ("docker_host", Kind::One),
+    ("output", Kind::One),
+    ("state_dir", Kind::One),
+    ("sink", Kind::One),
+    ("rotate_every", Kind::One),
+    ("heartbeat_every", Kind::One),
+    ("include_name", Kind::Many),
+    ("exclude_name", Kind::Many),
+    ("include_label", Kind::Many),
+    ("exclude_label", Kind::Many),
+    ("include_image", Kind::Many),
+    ("from", Kind::One),
+    ("metrics_addr", Kind::One),
+    ("stop_timeout", Kind::One),
+    ("max_file_size", Kind::One),
+    ("checkpoint_every", Kind::One),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    One,
+    Many,
+}
+
+/// A raw value and where it came from.
+#[derive(Clone, Debug)]
+struct Raw {
+    values: Vec<String>,
+    source: String,
+}
+
+/// Help text for `log-capturer run --help`.
+pub const HELP: &str = "\
+usage: log-capturer run [OPTIONS]
+
+Captures the logs of every selected container, exactly once, into JSON lines.
+
+  --config FILE              TOML file with the keys below (dashes as underscores)
+  --docker-host URL          unix:///var/run/docker.sock (default: $DOCKER_HOST, else that)
+  --output DIR               output directory of the file sink (default ./capture)
+  --state-dir DIR            cursors (default OUTPUT/.state)
+  --sink file|stdout         where lines go (default file)
+  --rotate-every DURATION    reopen each log stream this often (default 5m; e.g. 50ms, 30s, 1h)
+  --heartbeat-every DURATION stall watchdog interval (default 30s)
+  --include-name GLOB        only containers whose name matches (repeatable)
+  --exclude-name GLOB        never containers whose name matches (repeatable)
+  --include-label K[=V]      only containers with this label (repeatable)
+  --exclude-label K[=V]      never containers with this label (repeatable)
+  --include-image GLOB       only containers whose image matches (repeatable)
+  --from start|now           where a container without a saved cursor starts (default start)
+  --metrics-addr ADDR        Prometheus /metrics, /healthz, /debug/tasks (default 127.0.0.1:9440)
+  --stop-timeout DURATION    graceful stop deadline, then exit 1 (default 10s)
+  --max-file-size BYTES      rotate a container's output file at this size (default 128MiB)
+  --checkpoint-every DURATION persist flushed cursors this often (default 1s)
+
+Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
+Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
+
+impl Settings {
+    /// Settings from the command line after `run`, the process environment and the file named
+    /// by `--config` (or `LOG_CAPTURER_CONFIG`).
+    pub fn load(args: &[String], env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+        let (flags, config_path) = parse_flags(args)?;
+        let config_path = config_path.or_else(|| {
+            env.get("LOG_CAPTURER_CONFIG")
+                .map(|p| (p.clone(), "LOG_CAPTURER_CONFIG".to_owned()))
+        });
+        let file = match config_path {
+            Some((path, source)) => read_file(&path, &source)?,
+            None => BTreeMap::new(),
+        };
+        let mut merged: BTreeMap<&str, Raw> = BTreeMap::new();
+        for (key, kind) in KEYS {
+            let var = format!("LOG_CAPTURER_{}", key.to_uppercase());
+            let from_env = env.get(&var).map(|v| Raw {
+                values: match kind {
+                    Kind::One => vec![v.clone()],
+                    Kind::Many => v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                },
+                source: var.clone(),
+            });
+            let chosen = flags
+                .get(*key)
+                .cloned()
+                .or(from_env)
+                .or_else(|| file.get(*key).cloned());
+            if let Some(raw) = chosen {
+                if *kind == Kind::One && raw.values.len() > 1 {
+                    return Err(err(key, &raw.source, "given more than once"));
+                }
+                merged.insert(key, raw);
+            }
+        }
+        Settings::from_raw(&merged, env)
+    }
+
+    fn from_raw(
+        raw: &BTreeMap<&str, Raw>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let one = |key: &str| {
+            raw.get(key)
+                .map(|r| (r.values[0].as_str(), r.source.as_str()))
+        };
+        let many = |key: &str| raw.get(key).map(|r| (r.values.clone(), r.source.clone()));
+
+        let docker_host = match one("docker_host") {
+            Some((v, src)) => parse_host(v).map_err(|p| err("docker_host", src, &p))?,
+            None => env
+                .get("DOCKER_HOST")
+                .map(|h| parse_host(h).map_err(|p| err("DOCKER_HOST", "environment", &p)))
+                .transpose()?
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
+        };
+        let output =
+            one("output").map_or_else(|| PathBuf::from("./capture"), |(v, _)| PathBuf::from(v));
+        let state_dir =
+            one("state_dir").map_or_else(|| output.join(".state"), |(v, _)| PathBuf::from(v));
+        let sink = match one("sink") {
+            None | Some(("file", _)) => SinkKind::File,
+            Some(("stdout", _)) => SinkKind::Stdout,
+            Some((v, src)) => {
+                return Err(err("sink", src, &format!("{v:?} is not file or stdout")))
+            }
+        };
+        let duration = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match one(key) {
+                None => Ok(default),
+                Some((v, src)) => parse_duration(v).map_err(|p| err(key, src, &p)),
+            }
+        };
+        let rotate_every = duration("rotate_every", Duration::from_secs(300))?;
+        let heartbeat_every = duration("heartbeat_every", Duration::from_secs(30))?;
+        let stop_timeout = duration("stop_timeout", Duration::from_secs(10))?;
+        let checkpoint_every = duration("checkpoint_every", Duration::from_secs(1))?;
+        let globs = |key: &str| -> Result<Vec<String>, ConfigError> {
+            let Some((values, src)) = many(key) else {
+                return Ok(Vec::new());
+            };
+            for v in &values {
+                globset::Glob::new(v)
+                    .map_err(|e| err(key, &src, &format!("bad glob {v:?}: {e}")))?;
+            }
+            Ok(values)
+        };
+        let labels = |key: &str| -> Result<Vec<LabelSelector>, ConfigError> {
+            let Some((values, src)) = many(key) else {
+                return Ok(Vec::new());
+            };
+            values
+                .iter()
+                .map(|v| match v.split_once('=') {
+                    Some(("", _)) => Err(err(key, &src, &format!("{v:?} has an empty key"))),
+                    Some((k, val)) => Ok(LabelSelector {
+                        key: k.to_owned(),
+                        value: Some(val.to_owned()),
+                    }),
+                    None if v.is_empty() => Err(err(key, &src, "empty label")),
+                    None => Ok(LabelSelector {
+                        key: v.clone(),
+                        value: None,
+                    }),
+                })
+                .collect()
+        };
+        let from = match one("from") {
+            None | Some(("start", _)) => From::Start,
+            Some(("now", _)) => From::Now,
+            Some((v, src)) => return Err(err("from", src, &format!("{v:?} is not start or now"))),
+        };
+        let metrics_addr = match one("metrics_addr") {
+            None => SocketAddr::from(([127, 0, 0, 1], 9440)),
+            Some((v, src)) => v.parse().map_err(|_| {
+                err(
+                    "metrics_addr",
+                    src,
+                    &format!("{v:?} is not an address like 127.0.0.1:9440"),
+                )
+            })?,
+        };
+        let max_file_size = match one("max_file_size") {
+            None => 128 << 20,
+            Some((v, src)) => parse_size(v).map_err(|p| err("max_file_size", src, &p))?,
+        };
+        if rotate_every.is_zero() {
+            return Err(err(
+                "rotate_every",
+                &raw["rotate_every"].source,
+                "must be more than zero",
+            ));
+        }
+        if heartbeat_every.is_zero() {
+            return Err(err(
+                "heartbeat_every",
+                &raw["heartbeat_every"].source,
+                "must be more than zero",
+            ));
+        }
+        Ok(Settings {
+            docker_host,
+            output,
+            state_dir,
+            sink,
+            rotate_every,
+            heartbeat_every,
+            include_name: globs("include_name")?,
+            exclude_name: globs("exclude_name")?,
+            include_label: labels("include_label")?,
+            exclude_label: labels("exclude_label")?,
+            include_image: globs("include_image")?,
+            from,
+            metrics_addr,
+            stop_timeout,
+            max_file_size,
+            checkpoint_every,
+        })
+    }
+}
+
+fn err(key: &str, source: &str, problem: &str) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        origin: source.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+type Flags = BTreeMap<String, Raw>;
+
+/// `--key value` and `--key=value`; returns the flags by key and the `--config` path.
+fn parse_flags(args: &[String]) -> Result<(Flags, Option<(String, String)>), ConfigError> {
+    let mut flags: Flags = BTreeMap::new();
+    let mut config = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(err(
+                arg,
+                "command line",
+                "unexpected argument (flags start with --)",
+            ));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (body, None),
+        };
+        let flag = format!("--{name}");
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| err(&flag, "command line", "needs a value"))?,
+        };
+        if name == "config" {
+            config = Some((value, flag));
+            continue;
+        }
+        let key = name.replace('-', "_");
+        if !KEYS.iter().any(|(k, _)| *k == key) {
+            return Err(err(&flag, "command line", "unknown flag (see --help)"));
+        }
+        flags
+            .entry(key)
+            .or_insert_with(|| Raw {
+                values: Vec::new(),
+                source: flag,
+            })
+            .values
+            .push(value);
+    }
+    Ok((flags, config))
+}
+
+fn read_file(path: &str, source: &str) -> Result<BTreeMap<String, Raw>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("config", source, &format!("cannot read {path}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| err("config", source, &format!("{path} is not valid TOML: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        let here = path.to_owned();
+        let Some((_, kind)) = KEYS.iter().find(|(k, _)| *k == key) else {
+            return Err(err(&key, &here, "unknown key"));
+        };
+        let scalar = |v: &toml::Value| -> Result<String, ConfigError> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                other => Err(err(
+                    &key,
+                    &here,
+                    &format!("expected a string, found {}", other.type_str()),
+                )),
+            }
+        };
+        let values = match (&value, kind) {
+            (toml::Value::Array(items), Kind::Many) => {
+                items.iter().map(scalar).collect::<Result<_, _>>()?
+            }
+            (toml::Value::Array(_), Kind::One) => {
+                return Err(err(&key, &here, "takes one value, not a list"))
+            }
+            (v, _) => vec![scalar(v)?],
+        };
+        out.insert(
+            key,
+            Raw {
+                values,
+                source: here,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `50ms`, `30s`, `5m`, `1h`, `100us`, `7ns`, or a sum like `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like 50ms, 30s, 5m or 1h");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit] {
+            "ns" => Duration::from_nanos(n),
+            "us" | "µs" => Duration::from_micros(n),
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit..];
+    }
+    Ok(total)
+}
+
+/// `1048576`, `64KiB`, `128MiB`, `1GiB` (also KB, MB, GB as powers of 1000).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 128MiB"))?;
+    let mult = match t[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("{text:?} is not a size like 128MiB")),
+    };
+    match n.checked_mul(mult) {
+        Some(0) | None => Err(format!("{text:?} is not a usable size")),
+        Some(v) => Ok(v),
+    }
+}
+
+fn parse_host(text: &str) -> Result<String, String> {
+    if text.starts_with("unix://") || text.starts_with("tcp://") || text.starts_with("http://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not unix:///path, tcp://host:port or http://host:port"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(&args, &env)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&[], &[]).unwrap();
+        assert_eq!(s.docker_host, "unix:///var/run/docker.sock");
+        assert_eq!(s.output, PathBuf::from("./capture"));
+        assert_eq!(s.state_dir, PathBuf::from("./capture/.state"));
+        assert_eq!(s.rotate_every, Duration::from_secs(300));
+        assert_eq!(s.heartbeat_every, Duration::from_secs(30));
+        assert_eq!(s.sink, SinkKind::File);
+        assert_eq!(s.from, From::Start);
+        assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:9440");
+    }
+
+    #[test]
+    fn precedence_flags_env_file_defaults() {
+        let dir = std::env::temp_dir().join(format!("lc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "rotate_every = \"1m\"\nheartbeat_every = \"7s\"\noutput = \"/from/file\"\ninclude_label = [\"a\", \"b=c\"]\n").unwrap();
+        let f = file.to_str().unwrap();
+        let s = load(
+            &["--config", f, "--rotate-every=50ms"],
+            &[
+                ("LOG_CAPTURER_HEARTBEAT_EVERY", "9s"),
+                ("LOG_CAPTURER_ROTATE_EVERY", "2m"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.rotate_every,
+            Duration::from_millis(50),
+            "flag beats env and file"
+        );
+        assert_eq!(s.heartbeat_every, Duration::from_secs(9), "env beats file");
+        assert_eq!(s.output, PathBuf::from("/from/file"), "file beats default");
+        assert_eq!(s.state_dir, PathBuf::from("/from/file/.state"));
+        assert_eq!(
+            s.include_label[1],
+            LabelSelector {
+                key: "b".into(),
+                value: Some("c".into())
+            }
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn repeatable_flags_and_env_lists() {
+        let s = load(
+            &["--include-name", "web-*", "--include-name", "db"],
+            &[("LOG_CAPTURER_EXCLUDE_LABEL", "x, y=1")],
+        )
+        .unwrap();
+        assert_eq!(s.include_name, ["web-*", "db"]);
+        assert_eq!(s.exclude_label.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_source() {
+        let e = load(&["--rotate-every", "5x"], &[]).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.origin.as_str()),
+            ("rotate_every", "--rotate-every")
+        );
+        let e = load(&[], &[("LOG_CAPTURER_SINK", "kafka")]).unwrap_err();
+        assert_eq!(e.key, "sink");
+        assert!(e.to_string().contains("LOG_CAPTURER_SINK"));
+        let e = load(&["--bogus", "1"], &[]).unwrap_err();
+        assert_eq!(e.key, "--bogus");
+        let e = load(&["--from"], &[]).unwrap_err();
+        assert!(e.problem.contains("needs a value"));
+        let e = load(&["--metrics-addr", "nowhere"], &[]).unwrap_err();
+        assert_eq!(e.key, "metrics_addr");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The daemon: a bollard client for everything but the log stream, and what we know of a
+//! container.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard::errors::Error;
+use bollard::Docker;
+
+/// How to reach the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket path.
+    Unix(String),
+    /// `host:port` over plain TCP.
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `unix:///path`, `tcp://host:port` or `http://host:port`.
+    pub fn parse(url: &str) -> Endpoint {
+        if let Some(path) = url.strip_prefix("unix://") {
+            Endpoint::Unix(path.to_owned())
+        } else {
+            let rest = url
+                .strip_prefix("tcp://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
+            Endpoint::Tcp(rest.trim_end_matches('/').to_owned())
+        }
+    }
+}
+
+/// A bollard client, with the API version negotiated down to what the daemon speaks.
+pub async fn connect(endpoint: &Endpoint) -> Result<Docker, Error> {
+    let docker = match endpoint {
+        Endpoint::Unix(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)?,
+        Endpoint::Tcp(addr) => {
+            Docker::connect_with_http(&format!("http://{addr}"), 120, bollard::API_DEFAULT_VERSION)?
+        }
+    };
+    docker.negotiate_version().await
+}
+
+/// What the capturer knows of a container, fixed at creation.
+#[derive(Debug)]
+pub struct ContainerMeta {
+    /// The full 64-hex id.
+    pub id: String,
+    /// The name without its leading `/`.
+    pub name: String,
+    /// The image name it was created from.
+    pub image: String,
+    /// Whether it has a TTY (one raw console stream instead of stdout and stderr).
+    pub tty: bool,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// Whether it was running when inspected.
+    pub running: bool,
+}
+
+/// Inspects a container; `Ok(None)` if it does not exist.
+pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMeta>>, Error> {
+    match docker.inspect_container(id, None).await {
+        Ok(c) => {
+            let config = c.config.unwrap_or_default();
+            Ok(Some(Arc::new(ContainerMeta {
+                id: c.id.unwrap_or_else(|| id.to_owned()),
+                name: c
+                    .name
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned(),
+                image: config.image.unwrap_or_default(),
+                tty: config.tty.unwrap_or(false),
+                labels: config.labels.unwrap_or_default(),
+                running: c.state.and_then(|s| s.running).unwrap_or(false),
+            })))
+        }
+        Err(Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the container runs now: `Ok(None)` if it is gone.
+pub async fn is_running(docker: &Docker, id: &str) -> Result<Option<bool>, Error> {
+    Ok(inspect(docker, id).await?.map(|m| m.running))
+}
+
+/// The id of the container this process runs in, if it runs in one: from the cgroup path
+/// (`/docker/<id>`, `docker-<id>.scope`) or from where `/etc/hostname` is bind-mounted from
+/// (`/var/lib/docker/containers/<id>/hostname`). A host's own mounts of other containers'
+/// files are not mistaken for it: only the mount at `/etc/hostname` counts.
+pub fn own_container_id() -> Option<String> {
+    let hex64 = |s: &&str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let id_in = |text: &str| -> Option<String> {
+        text.split(['/', '-', '.', ':'])
+            .find(hex64)
+            .map(str::to_owned)
+    };
+    if let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") {
+        for line in text.lines().filter(|l| l.contains("docker")) {
+            if let Some(id) = id_in(line) {
+                return Some(id);
+            }
+        }
+    }
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, _, _, root, "/etc/hostname", ..] if root.contains("/containers/") => id_in(root),
+            _ => None,
+        }
+    })
+}

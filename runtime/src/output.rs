@@ -1,0 +1,132 @@
+//! The output contract: one JSON object per line, written without per-line allocation.
+//!
+//! `{"container_id":…,"container_name":…,"image":…,"ts":…,"stream":…,"message":…}` and
+//! `"truncated":true` when a line was cut at the cap. The container's part is encoded once;
+//! the message is escaped straight into the batch buffer. Bytes that are not UTF-8 become
+//! U+FFFD, so every line is valid JSON.
+
+use capturer_core::{Message, Stream};
+
+use crate::docker::ContainerMeta;
+
+/// Encodes one container's lines.
+#[derive(Clone, Debug)]
+pub struct LineEncoder {
+    prefix: Vec<u8>,
+}
+
+impl LineEncoder {
+    /// The encoder for a container.
+    pub fn new(meta: &ContainerMeta) -> LineEncoder {
+        let mut prefix = Vec::with_capacity(160);
+        prefix.extend_from_slice(b"{\"container_id\":\"");
+        escape(&mut prefix, meta.id.as_bytes());
+        prefix.extend_from_slice(b"\",\"container_name\":\"");
+        escape(&mut prefix, meta.name.as_bytes());
+        prefix.extend_from_slice(b"\",\"image\":\"");
+        escape(&mut prefix, meta.image.as_bytes());
+        prefix.extend_from_slice(b"\",\"ts\":\"");
+        LineEncoder { prefix }
+    }
+
+    /// Appends `m` as one JSON line to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>, m: &Message<'_>) {
+        out.extend_from_slice(&self.prefix);
+        escape(out, m.ts_text);
+        out.extend_from_slice(match m.stream {
+            Stream::Stdout => b"\",\"stream\":\"stdout\",\"message\":\"".as_slice(),
+            Stream::Stderr => b"\",\"stream\":\"stderr\",\"message\":\"",
+            Stream::Console => b"\",\"stream\":\"console\",\"message\":\"",
+        });
+        escape(out, m.body);
+        if m.truncated {
+            out.extend_from_slice(b"\",\"truncated\":true}\n");
+        } else {
+            out.extend_from_slice(b"\"}\n");
+        }
+    }
+}
+
+/// Escapes `bytes` as the inside of a JSON string; invalid UTF-8 becomes U+FFFD.
+fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => escape_str(out, s),
+        Err(_) => escape_str(out, &String::from_utf8_lossy(bytes)),
+    }
+}
+
+fn escape_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capturer_core::Timestamp;
+    use std::collections::HashMap;
+
+    #[test]
+    fn every_line_is_json_with_the_contract_fields() {
+        let meta = ContainerMeta {
+            id: "a".repeat(64),
+            name: "web\"1".into(),
+            image: "img:1".into(),
+            tty: false,
+            labels: HashMap::new(),
+            running: true,
+        };
+        let enc = LineEncoder::new(&meta);
+        let mut out = Vec::new();
+        let body = b"tab\there \"quoted\" \\ \x01 caf\xc3\xa9 bad\xff";
+        enc.encode(
+            &mut out,
+            &Message {
+                stream: Stream::Stderr,
+                ts: Timestamp(1),
+                ts_text: b"2024-01-01T00:00:00.000000001Z",
+                body,
+                truncated: true,
+            },
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["container_id"], "a".repeat(64));
+        assert_eq!(v["container_name"], "web\"1");
+        assert_eq!(v["image"], "img:1");
+        assert_eq!(v["stream"], "stderr");
+        assert_eq!(v["ts"], "2024-01-01T00:00:00.000000001Z");
+        assert_eq!(
+            v["message"],
+            "tab\there \"quoted\" \\ \u{1} café bad\u{fffd}"
+        );
+        assert_eq!(v["truncated"], true);
+    }
+}

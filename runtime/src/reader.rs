@@ -1,0 +1,418 @@
+//! A reader generation: one follow request on `/containers/{id}/logs`, its frames through the
+//! container's machine, its new lines to the sink.
+//!
+//! The task holds its generation scope's guard for its whole life; the supervisor observes the
+//! exit by joining that scope, and only then tells the machine. Lines are handed to the sink
+//! before the task ends, and a batch whose lines the cursor has accepted is always sent, even
+//! when the reader is being cancelled: dropping it would lose them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use capturer_core::scope::ScopeGuard;
+use capturer_core::{
+    Demux, Event, Flow, Generation, LineSink, Message, ReadError, ReaderExit, Since, Stream,
+    TtySplitter, Verdict,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::container::Shared;
+use crate::docker::{self, Endpoint};
+use crate::http::{self, Body, HttpError};
+use crate::metrics::Metrics;
+use crate::sink::{SinkMsg, BATCH_BYTES};
+
+/// How long connecting and receiving the response head may take. The body has no timeout:
+/// it is a stream; the heartbeat watches it for stalls.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The smallest and largest read buffer: idle readers stay small, busy ones read big.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
+
+/// What a reader needs.
+pub struct Reader {
+    /// Its container.
+    pub shared: Arc<Shared>,
+    /// Its generation.
+    pub generation: Generation,
+    /// Where to resume.
+    pub since: Since,
+    /// The daemon.
+    pub endpoint: Endpoint,
+    /// The API version prefix, e.g. `v1.41`.
+    pub api_version: String,
+    /// For the inspect after a clean end.
+    pub docker: Docker,
+    /// The sink.
+    pub sink: mpsc::Sender<SinkMsg>,
+    /// Set by the supervisor to stop this generation.
+    pub cancel: CancellationToken,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The machine's clock.
+    pub clock: Clock,
+    /// Tells the supervisor the machine has commands waiting (a report, a cancel).
+    pub poke: mpsc::Sender<Arc<str>>,
+}
+
+/// How a generation ended, as the supervisor passes it to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit.
+    pub exit: ReaderExit,
+    /// After a clean end: whether inspect says the container still runs.
+    pub running: Option<bool>,
+}
+
+/// Where a generation's outcome is left for the supervisor.
+pub type OutcomeSlot = Arc<Mutex<Option<Outcome>>>;
+
+impl Reader {
+    /// The task body: read until done, leave the outcome, then leave the scope (by dropping
+    /// `guard` last).
+    pub async fn run(self, guard: ScopeGuard, slot: OutcomeSlot) {
+        let outcome = self.read().await;
+        if matches!(outcome.exit, ReaderExit::Failed(_)) {
+            self.metrics.stream_error();
+        }
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        drop(guard);
+    }
+
+    async fn read(&self) -> Outcome {
+        let failed = |e: ReadError| Outcome {
+            exit: ReaderExit::Failed(e),
+            running: None,
+        };
+        let cancelled = Outcome {
+            exit: ReaderExit::Cancelled,
+            running: None,
+        };
+        let connect = async {
+            match &self.endpoint {
+                Endpoint::Unix(path) => UnixStream::connect(path).await.map(Io::Unix),
+                Endpoint::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Io::Tcp),
+            }
+        };
+        let io = tokio::select! {
+            _ = self.cancel.cancelled() => return cancelled,
+            r = tokio::time::timeout(HEAD_TIMEOUT, connect) => match r {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => {
+                    tracing::debug!(container = %self.shared.id, error = %e, "log stream: connect failed");
+                    return failed(ReadError::Transient);
+                }
+                Err(_) => return failed(ReadError::Transient),
+            },
+        };
+        match io {
+            Io::Unix(s) => self.stream(s).await,
+            Io::Tcp(s) => self.stream(s).await,
+        }
+    }
+
+    async fn stream<S: AsyncRead + AsyncWrite + Unpin>(&self, mut io: S) -> Outcome {
+        let failed = |e: ReadError| Outcome {
+            exit: ReaderExit::Failed(e),
+            running: None,
+        };
+        let cancelled = Outcome {
+            exit: ReaderExit::Cancelled,
+            running: None,
+        };
+        let since = if self.since.0 .0 == 0 {
+            String::new()
+        } else {
+            format!("&since={}", self.since)
+        };
+        let request = format!(
+            "GET /{}/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1{since} HTTP/1.1\r\n\
+             Host: docker\r\nUser-Agent: log-capturer\r\n\r\n",
+            self.api_version, self.shared.id
+        );
+        let mut buf = Vec::with_capacity(READ_MIN);
+        let head = async {
+            io.write_all(request.as_bytes()).await?;
+            loop {
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(READ_MIN);
+                }
+                if io.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed before the response head",
+                    ));
+                }
+                match http::parse_head(&buf) {
+                    Ok(Some(found)) => return Ok(found),
+                    Ok(None) => {}
+                    Err(e) => return Err(std::io::Error::other(e)),
+                }
+            }
+        };
+        let (head, head_len) = tokio::select! {
+            _ = self.cancel.cancelled() => return cancelled,
+            r = tokio::time::timeout(HEAD_TIMEOUT, head) => match r {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    tracing::debug!(container = %self.shared.id, error = %e, "log stream: no response");
+                    return failed(ReadError::Transient);
+                }
+                Err(_) => return failed(ReadError::Transient),
+            },
+        };
+        match head.status {
+            200 => {}
+            404 => return failed(ReadError::NotFound),
+            501 => {
+                let why = String::from_utf8_lossy(&buf[head_len..]).trim().to_owned();
+                tracing::warn!(container = %self.shared.id, name = %self.shared.meta.name, reason = %why, "logging driver cannot be read (501)");
+                return failed(ReadError::Unsupported);
+            }
+            status => {
+                let why = String::from_utf8_lossy(&buf[head_len..]).trim().to_owned();
+                tracing::warn!(container = %self.shared.id, status, reason = %why, "log stream refused");
+                return failed(ReadError::Transient);
+            }
+        }
+        self.shared.machine().handle(
+            self.clock.now(),
+            Event::StreamOpened {
+                generation: self.generation,
+            },
+        );
+
+        let mut body = Body::new(head.framing);
+        let mut decoder = if self.shared.meta.tty {
+            Decoder::Tty(TtySplitter::new(self.shared.machine().config().partial_cap))
+        } else {
+            Decoder::Demux(Demux::new(self.shared.machine().config().partial_cap + 64))
+        };
+        // The bytes after the head are the first of the body.
+        buf.drain(..head_len);
+        let mut pending = std::mem::take(&mut buf);
+        let mut read = Vec::with_capacity(READ_MIN);
+        loop {
+            if !pending.is_empty() {
+                let step = self.process(&pending, &mut body, &mut decoder).await;
+                pending.clear();
+                match step {
+                    Step::Go => {}
+                    Step::Stop(outcome) => return outcome,
+                }
+            }
+            if body.is_done() {
+                break;
+            }
+            // Grow the buffer while reads fill it; an idle reader keeps a small one.
+            if read.len() == read.capacity() && read.capacity() < READ_MAX {
+                read.reserve(read.capacity());
+            }
+            read.clear();
+            let n = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return cancelled,
+                r = io.read_buf(&mut read) => match r {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!(container = %self.shared.id, error = %e, "log stream: read failed");
+                        return failed(ReadError::Transient);
+                    }
+                },
+            };
+            if n == 0 {
+                if body.may_end_at_eof() {
+                    break;
+                }
+                tracing::debug!(container = %self.shared.id, "log stream: connection closed mid-body");
+                return failed(ReadError::Transient);
+            }
+            std::mem::swap(&mut read, &mut pending);
+        }
+        self.end_of_stream(&mut decoder).await
+    }
+
+    /// Decodes one read's worth of bytes through the machine and sends the new lines.
+    async fn process(&self, bytes: &[u8], body: &mut Body, decoder: &mut Decoder) -> Step {
+        let mut batch = Batch::new(&self.shared.encoder);
+        let mut problem: Option<String> = None;
+        let mut flow = Flow::Continue;
+        let cursor = {
+            let now = self.clock.now();
+            let mut m = self.shared.machine();
+            let generation = self.generation;
+            let mut feed = |stream: Stream, frame: &[u8], batch: &mut Batch<'_>| {
+                if flow == Flow::Continue {
+                    flow = m.handle_frame(now, generation, stream, frame, batch);
+                }
+            };
+            let decoded = body.decode(bytes, |data| match decoder {
+                Decoder::Demux(d) => {
+                    if problem.is_none() {
+                        if let Err(e) = d.push(data, |f| feed(f.stream, f.bytes, &mut batch)) {
+                            problem = Some(e.to_string());
+                        }
+                    }
+                }
+                Decoder::Tty(t) => t.push(data, |f| feed(f.stream, f.bytes, &mut batch)),
+            });
+            if let Err(e) = decoded {
+                problem.get_or_insert(http_problem(&e));
+            }
+            let waiting = m.has_commands();
+            let cursor = m.cursor().clone();
+            drop(m);
+            if waiting {
+                let _ = self.poke.try_send(self.shared.id.clone());
+            }
+            cursor
+        };
+        batch
+            .send(&self.sink, &self.shared.id, cursor, &self.metrics)
+            .await;
+        if let Some(why) = problem {
+            tracing::warn!(container = %self.shared.id, generation = %self.generation, error = %why, "undecodable log stream; reopening from the cursor");
+            return Step::Stop(Outcome {
+                exit: ReaderExit::Failed(ReadError::BadFrame),
+                running: None,
+            });
+        }
+        match flow {
+            Flow::Continue => Step::Go,
+            // The machine retired this generation (a bad frame): it waits for our exit.
+            Flow::Stop => Step::Stop(Outcome {
+                exit: ReaderExit::Cancelled,
+                running: None,
+            }),
+        }
+    }
+
+    /// The stream ended cleanly: flush unfinished lines, then ask whether the container runs.
+    async fn end_of_stream(&self, decoder: &mut Decoder) -> Outcome {
+        let mut batch = Batch::new(&self.shared.encoder);
+        let cursor = {
+            let now = self.clock.now();
+            let mut m = self.shared.machine();
+            let generation = self.generation;
+            let mut truncated = None;
+            match decoder {
+                Decoder::Demux(d) => truncated = d.finish().err(),
+                Decoder::Tty(t) => t.finish(|f| {
+                    m.handle_frame(now, generation, f.stream, f.bytes, &mut batch);
+                }),
+            }
+            if let Some(e) = truncated {
+                // A frame cut short: its line will be read again from the cursor.
+                tracing::warn!(container = %self.shared.id, error = %e, "log stream ended inside a frame");
+                drop(m);
+                return Outcome {
+                    exit: ReaderExit::Failed(ReadError::BadFrame),
+                    running: None,
+                };
+            }
+            m.handle_end_of_stream(generation, &mut batch);
+            m.cursor().clone()
+        };
+        batch
+            .send(&self.sink, &self.shared.id, cursor, &self.metrics)
+            .await;
+        let running = tokio::select! {
+            _ = self.cancel.cancelled() => None,
+            r = docker::is_running(&self.docker, &self.shared.id) => r.ok().map(|r| r.unwrap_or(false)),
+        };
+        Outcome {
+            exit: ReaderExit::CleanEnd,
+            running,
+        }
+    }
+}
+
+fn http_problem(e: &HttpError) -> String {
+    format!("bad HTTP framing: {e}")
+}
+
+enum Io {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+enum Decoder {
+    Demux(Demux),
+    Tty(TtySplitter),
+}
+
+enum Step {
+    Go,
+    Stop(Outcome),
+}
+
+/// The lines of one read, encoded, with what the cursor dropped.
+struct Batch<'a> {
+    encoder: &'a crate::output::LineEncoder,
+    bytes: Vec<u8>,
+    lines: [u64; 3],
+    duplicates: u64,
+}
+
+impl<'a> Batch<'a> {
+    fn new(encoder: &'a crate::output::LineEncoder) -> Batch<'a> {
+        Batch {
+            encoder,
+            bytes: Vec::new(),
+            lines: [0; 3],
+            duplicates: 0,
+        }
+    }
+
+    /// Counts the lines and hands them to the sink with the cursor that covers them, waiting
+    /// while the sink is full. A read that delivered nothing new sends nothing.
+    async fn send(
+        self,
+        sink: &mpsc::Sender<SinkMsg>,
+        id: &Arc<str>,
+        cursor: capturer_core::Cursor,
+        metrics: &Metrics,
+    ) {
+        for s in Stream::ALL {
+            if self.lines[s.index()] > 0 {
+                metrics.add_lines(s, self.lines[s.index()]);
+            }
+        }
+        if self.duplicates > 0 {
+            metrics.add_duplicates(self.duplicates);
+        }
+        if self.bytes.is_empty() {
+            return;
+        }
+        let msg = SinkMsg::Batch {
+            id: id.clone(),
+            bytes: self.bytes,
+            cursor,
+        };
+        if sink.send(msg).await.is_err() {
+            tracing::error!(container = %id, "the sink is gone; lines not written");
+        }
+    }
+}
+
+impl LineSink for Batch<'_> {
+    fn line(&mut self, line: Message<'_>) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(BATCH_BYTES.min(4096));
+        }
+        self.encoder.encode(&mut self.bytes, &line);
+        self.lines[line.stream.index()] += 1;
+    }
+
+    fn dropped(&mut self, _stream: Stream, verdict: Verdict) {
+        if verdict == Verdict::Duplicate {
+            self.duplicates += 1;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The position store: one cursor file per container, replaced atomically.
+//!
+//! A cursor is written to a temporary file, fsynced, renamed over the old one, and the
+//! directory fsynced, so a crash leaves either the old cursor or the new one, never half.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use capturer_core::Cursor;
+use serde::{Deserialize, Serialize};
+
+/// The cursors of all containers, under one directory.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    container_id: String,
+    cursor: Cursor,
+}
+
+const VERSION: u32 = 1;
+
+impl StateStore {
+    /// The store under `dir`, created if missing.
+    pub fn open(dir: &Path) -> io::Result<StateStore> {
+        fs::create_dir_all(dir)?;
+        Ok(StateStore {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Every saved cursor. Unreadable files are reported and skipped (their container starts
+    /// over per `--from`), never fatal.
+    pub fn load_all(&self) -> io::Result<HashMap<String, Cursor>> {
+        let mut out = HashMap::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Saved>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(s) if s.version == VERSION => {
+                    out.insert(s.container_id, s.cursor);
+                }
+                Ok(s) => {
+                    tracing::warn!(path = %path.display(), version = s.version, "cursor file of an unknown version; ignored")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable cursor file; ignored")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the cursor of `id` atomically and durably.
+    pub fn save(&self, id: &str, cursor: &Cursor) -> io::Result<()> {
+        let saved = Saved {
+            version: VERSION,
+            container_id: id.to_owned(),
+            cursor: cursor.clone(),
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(io::Error::other)?;
+        let tmp = self.dir.join(format!(".{id}.json.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, self.path(id))?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Deletes the cursor of `id` (its container is gone).
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capturer_core::{Stream, StreamSet, Timestamp};
+
+    #[test]
+    fn saves_loads_and_removes() {
+        let dir = std::env::temp_dir().join(format!("lc-state-{}", std::process::id()));
+        let store = StateStore::open(&dir).unwrap();
+        let mut c = Cursor::new(Timestamp(5), StreamSet::MULTIPLEXED);
+        c.accept(Stream::Stderr, Timestamp(9));
+        store.save("abc", &c).unwrap();
+        std::fs::write(dir.join("junk.json"), b"{not json").unwrap();
+        let all = store.load_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all["abc"].position(Stream::Stderr).ts, Timestamp(9));
+        assert_eq!(all["abc"].since(), c.since());
+        store.remove("abc").unwrap();
+        store.remove("abc").unwrap();
+        assert!(store.load_all().unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,677 @@
+//! The supervisor: discovers containers, feeds every machine its lifecycle events and
+//! deadlines, and carries out what the machines say.
+//!
+//! One task runs it. It spawns a reader per generation (in that generation's scope) and a
+//! heartbeat per container (in the container's scope), and observes their exits only by
+//! joining those scopes; the readers do the data path themselves, so the supervisor never waits
+//! on the sink for lines.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::EventMessage;
+use bollard::query_parameters::{EventsOptions, ListContainersOptionsBuilder};
+use bollard::Docker;
+use capturer_core::scope::Scope;
+use capturer_core::{
+    Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
+    Report, StreamSet, Timestamp,
+};
+use futures_util::stream::{BoxStream, FuturesUnordered};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Clock};
+use crate::config::{From, Settings};
+use crate::container::{Registry, Shared};
+use crate::docker::{self, ContainerMeta, Endpoint};
+use crate::filter::{Filter, Subject};
+use crate::heartbeat::{self, Tick};
+use crate::metrics::Metrics;
+use crate::reader::{OutcomeSlot, Reader};
+use crate::sink::SinkMsg;
+use crate::state::StateStore;
+
+/// A scope that was closed and is being joined; resolves once it is empty.
+type JoinFuture = Pin<Box<dyn Future<Output = Joined> + Send>>;
+
+/// A lifecycle whose exit was observed.
+enum Joined {
+    Reader {
+        id: Arc<str>,
+        generation: Generation,
+        slot: OutcomeSlot,
+    },
+    Heartbeat {
+        id: Arc<str>,
+    },
+}
+
+/// The supervisor's hold on one container.
+struct Entry {
+    shared: Arc<Shared>,
+    heartbeat: Option<CancellationToken>,
+    reader: Option<(Generation, CancellationToken)>,
+    deadline: Option<Instant>,
+}
+
+/// Why the supervisor gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The daemon did not answer at start-up.
+    #[error("no Docker daemon answers at {host}: {error}")]
+    NoDaemon {
+        /// Where we looked.
+        host: String,
+        /// What happened.
+        error: bollard::errors::Error,
+    },
+    /// Some tasks were still alive when the stop deadline passed.
+    #[error("stop deadline of {0:?} passed with tasks still alive")]
+    StopTimeout(Duration),
+}
+
+/// Everything the supervisor works with.
+pub struct Supervisor {
+    settings: Settings,
+    docker: Docker,
+    endpoint: Endpoint,
+    api_version: String,
+    filter: Filter,
+    machine_config: Config,
+    clock: Clock,
+    capture_start: Timestamp,
+    saved: HashMap<String, Cursor>,
+    store: StateStore,
+    containers: HashMap<Arc<str>, Entry>,
+    ignored: HashSet<String>,
+    registry: Arc<Registry>,
+    timers: BTreeSet<(Instant, Arc<str>)>,
+    joins: FuturesUnordered<JoinFuture>,
+    ticks_tx: mpsc::Sender<Tick>,
+    ticks: mpsc::Receiver<Tick>,
+    poke_tx: mpsc::Sender<Arc<str>>,
+    pokes: mpsc::Receiver<Arc<str>>,
+    sink: mpsc::Sender<SinkMsg>,
+    metrics: Arc<Metrics>,
+    own_id: Option<String>,
+    seed: u64,
+}
+
+impl Supervisor {
+    /// Connects to the daemon and loads the saved cursors.
+    pub async fn connect(
+        settings: Settings,
+        store: StateStore,
+        sink: mpsc::Sender<SinkMsg>,
+        metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
+    ) -> Result<Supervisor, SupervisorError> {
+        let endpoint = Endpoint::parse(&settings.docker_host);
+        let docker =
+            docker::connect(&endpoint)
+                .await
+                .map_err(|error| SupervisorError::NoDaemon {
+                    host: settings.docker_host.clone(),
+                    error,
+                })?;
+        metrics.set_docker_up(true);
+        let api_version = format!("v{}", docker.client_version());
+        let filter = Filter::new(&settings).map_err(|e| SupervisorError::NoDaemon {
+            host: settings.docker_host.clone(),
+            error: bollard::errors::Error::IOError {
+                err: std::io::Error::other(e),
+            },
+        })?;
+        let saved = match store.load_all() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the state directory; starting without cursors");
+                HashMap::new()
+            }
+        };
+        let machine_config = Config {
+            rotate_every: settings.rotate_every,
+            heartbeat_every: settings.heartbeat_every,
+            backoff: Backoff::default(),
+            ..Config::default()
+        };
+        let (ticks_tx, ticks) = mpsc::channel(256);
+        let (poke_tx, pokes) = mpsc::channel(256);
+        let seed = clock::wall_now().0 | 1;
+        Ok(Supervisor {
+            capture_start: clock::wall_now(),
+            clock: Clock::start(),
+            own_id: docker::own_container_id(),
+            settings,
+            docker,
+            endpoint,
+            api_version,
+            filter,
+            machine_config,
+            saved,
+            store,
+            containers: HashMap::new(),
+            ignored: HashSet::new(),
+            registry,
+            timers: BTreeSet::new(),
+            joins: FuturesUnordered::new(),
+            ticks_tx,
+            ticks,
+            poke_tx,
+            pokes,
+            sink,
+            metrics,
+            seed,
+        })
+    }
+
+    /// Captures until `shutdown` resolves, then stops every machine and joins every scope
+    /// within the stop timeout.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SupervisorError> {
+        // Take the events' `since` BEFORE listing, so no start falls between the two.
+        let mut events_since = clock::wall_now();
+        self.resync().await;
+        let saved: Vec<String> = self.saved.keys().cloned().collect();
+        for id in saved {
+            if !self.containers.contains_key(id.as_str()) {
+                self.drain_stopped(&id).await;
+            }
+        }
+        let mut events: Option<BoxStream<'static, Result<EventMessage, bollard::errors::Error>>> =
+            Some(self.subscribe(events_since));
+        let mut events_retry = tokio::time::Instant::now();
+        let mut events_backoff = Duration::from_millis(250);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if stop_deadline.is_some() && self.containers.is_empty() {
+                return Ok(());
+            }
+            let timer = self.timers.first().map(|(t, _)| self.clock.deadline(*t));
+            tokio::select! {
+                _ = &mut shutdown, if stop_deadline.is_none() => {
+                    tracing::info!(containers = self.containers.len(), "stopping: joining every reader and heartbeat");
+                    stop_deadline = Some(tokio::time::Instant::now() + self.settings.stop_timeout);
+                    events = None;
+                    let ids: Vec<Arc<str>> = self.containers.keys().cloned().collect();
+                    for id in ids {
+                        self.feed(&id, Event::StopRequested).await;
+                    }
+                }
+                _ = sleep_until(stop_deadline) => {
+                    self.report_alive();
+                    return Err(SupervisorError::StopTimeout(self.settings.stop_timeout));
+                }
+                ev = next_event(&mut events) => match ev {
+                    Some(Ok(ev)) => {
+                        if let Some(t) = ev.time_nano {
+                            events_since = Timestamp(t.max(0) as u64);
+                        }
+                        events_backoff = Duration::from_millis(250);
+                        self.on_docker_event(ev).await;
+                    }
+                    other => {
+                        if let Some(Err(e)) = other {
+                            tracing::warn!(error = %e, "the events stream failed; resubscribing");
+                        }
+                        self.metrics.set_docker_up(false);
+                        events = None;
+                        events_retry = tokio::time::Instant::now() + events_backoff;
+                        events_backoff = (events_backoff * 2).min(Duration::from_secs(10));
+                    }
+                },
+                _ = tokio::time::sleep_until(events_retry), if events.is_none() && stop_deadline.is_none() => {
+                    if self.docker.ping().await.is_ok() {
+                        self.metrics.set_docker_up(true);
+                        events = Some(self.subscribe(events_since));
+                        self.resync().await;
+                    } else {
+                        events_retry = tokio::time::Instant::now() + events_backoff;
+                        events_backoff = (events_backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+                Some(joined) = self.joins.next(), if !self.joins.is_empty() => self.on_joined(joined).await,
+                Some(tick) = self.ticks.recv() => {
+                    self.feed(&tick.id, Event::HeartbeatTick { running: tick.running }).await;
+                }
+                Some(id) = self.pokes.recv() => self.drive(&id).await,
+                _ = sleep_until(timer) => self.fire_timers().await,
+            }
+        }
+    }
+
+    fn subscribe(
+        &self,
+        since: Timestamp,
+    ) -> BoxStream<'static, Result<EventMessage, bollard::errors::Error>> {
+        let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+        let options = EventsOptions {
+            since: Some(since.to_since().to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        self.docker.events(Some(options)).boxed()
+    }
+
+    /// Lists the running containers: starts what is new, and tells machines that believe their
+    /// container runs when it no longer does (after the daemon came back).
+    async fn resync(&mut self) {
+        let options = ListContainersOptionsBuilder::default().all(false).build();
+        let running = match self.docker.list_containers(Some(options)).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers");
+                return;
+            }
+        };
+        let ids: HashSet<String> = running.into_iter().filter_map(|c| c.id).collect();
+        for id in &ids {
+            if self.admit(id).await.is_some() {
+                self.feed(id, Event::ContainerStarted).await;
+            }
+        }
+        let gone: Vec<Arc<str>> = self
+            .containers
+            .keys()
+            .filter(|id| !ids.contains(&***id))
+            .cloned()
+            .collect();
+        for id in gone {
+            match docker::is_running(&self.docker, &id).await {
+                Ok(None) => self.feed(&id, Event::ContainerRemoved).await,
+                Ok(Some(false)) => self.feed(&id, Event::ContainerDied).await,
+                _ => {}
+            }
+        }
+    }
+
+    /// A container with a saved cursor that does not run: read what it wrote while we were
+    /// down, or forget it if it is gone.
+    async fn drain_stopped(&mut self, id: &str) {
+        match docker::inspect(&self.docker, id).await {
+            Ok(Some(_)) => {
+                if self.admit(id).await.is_some() {
+                    self.feed(id, Event::ContainerDied).await;
+                }
+            }
+            Ok(None) => {
+                tracing::info!(container = %id, "container removed while the capturer was down; forgetting its cursor");
+                self.saved.remove(id);
+                if let Err(e) = self.store.remove(id) {
+                    tracing::warn!(container = %id, error = %e, "could not delete a stale cursor");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot inspect a container with a saved cursor")
+            }
+        }
+    }
+
+    /// Makes sure a machine exists for `id` if it is to be captured; returns its key.
+    async fn admit(&mut self, id: &str) -> Option<Arc<str>> {
+        if let Some((key, _)) = self.containers.get_key_value(id) {
+            return Some(key.clone());
+        }
+        if self.ignored.contains(id) || self.own_id.as_deref() == Some(id) {
+            return None;
+        }
+        let meta = match docker::inspect(&self.docker, id).await {
+            Ok(Some(meta)) => meta,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot inspect a container");
+                return None;
+            }
+        };
+        if self.own_id.as_deref() == Some(meta.id.as_str()) || !self.selects(&meta) {
+            self.ignored.insert(id.to_owned());
+            return None;
+        }
+        let cursor = match self.saved.remove(id) {
+            Some(c) if c.is_consistent() => c,
+            Some(_) => {
+                tracing::warn!(container = %id, "saved cursor is inconsistent; starting over");
+                self.fresh_cursor(&meta)
+            }
+            None => self.fresh_cursor(&meta),
+        };
+        let mut config = self.machine_config.clone();
+        config.backoff.jitter_seed = self.seed ^ fnv(id);
+        let machine = ContainerMachine::new(config, cursor);
+        let shared = Arc::new(Shared::new(meta, machine));
+        let key = shared.id.clone();
+        tracing::info!(container = %key, name = %shared.meta.name, tty = shared.meta.tty, "capturing");
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), shared.clone());
+        self.containers.insert(
+            key.clone(),
+            Entry {
+                shared,
+                heartbeat: None,
+                reader: None,
+                deadline: None,
+            },
+        );
+        Some(key)
+    }
+
+    fn selects(&self, meta: &ContainerMeta) -> bool {
+        self.filter.selects(Subject {
+            name: &meta.name,
+            image: &meta.image,
+            labels: &meta.labels,
+        })
+    }
+
+    fn fresh_cursor(&self, meta: &ContainerMeta) -> Cursor {
+        let start = match self.settings.from {
+            From::Start => Timestamp(0),
+            From::Now => self.capture_start,
+        };
+        Cursor::new(start, StreamSet::for_tty(meta.tty))
+    }
+
+    async fn on_docker_event(&mut self, ev: EventMessage) {
+        let Some(id) = ev.actor.and_then(|a| a.id) else {
+            return;
+        };
+        let action = ev.action.unwrap_or_default();
+        match action.as_str() {
+            "start" if self.admit(&id).await.is_some() => {
+                self.feed(&id, Event::ContainerStarted).await
+            }
+            "die" => self.feed(&id, Event::ContainerDied).await,
+            "destroy" => {
+                self.ignored.remove(&id);
+                self.feed(&id, Event::ContainerRemoved).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_joined(&mut self, joined: Joined) {
+        match joined {
+            Joined::Reader {
+                id,
+                generation,
+                slot,
+            } => {
+                let outcome = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(entry) = self.containers.get_mut(&id) {
+                    if entry.reader.as_ref().is_some_and(|(g, _)| *g == generation) {
+                        entry.reader = None;
+                    }
+                }
+                let outcome = outcome.unwrap_or(crate::reader::Outcome {
+                    exit: capturer_core::ReaderExit::Failed(capturer_core::ReadError::Transient),
+                    running: None,
+                });
+                if outcome.running == Some(false) {
+                    self.feed(&id, Event::ContainerDied).await;
+                }
+                self.feed(
+                    &id,
+                    Event::ReaderExited {
+                        generation,
+                        exit: outcome.exit,
+                    },
+                )
+                .await;
+            }
+            Joined::Heartbeat { id } => {
+                if let Some(entry) = self.containers.get_mut(&id) {
+                    entry.heartbeat = None;
+                }
+                self.feed(&id, Event::HeartbeatExited).await;
+            }
+        }
+    }
+
+    async fn fire_timers(&mut self) {
+        let now = self.clock.now();
+        while let Some((t, id)) = self.timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, id.clone()));
+            if let Some(entry) = self.containers.get_mut(&id) {
+                entry.deadline = None;
+                entry.shared.machine().handle_timeout(now);
+            }
+            self.drive(&id).await;
+        }
+    }
+
+    /// Feeds one event to a container's machine (if it has one) and carries out the result.
+    async fn feed(&mut self, id: &str, event: Event) {
+        let Some(entry) = self.containers.get(id) else {
+            return;
+        };
+        entry.shared.machine().handle(self.clock.now(), event);
+        let key = entry.shared.id.clone();
+        self.drive(&key).await;
+    }
+
+    /// Carries out every command the machine has for us, then re-arms its deadline.
+    async fn drive(&mut self, id: &Arc<str>) {
+        let Some(entry) = self.containers.get(id) else {
+            return;
+        };
+        let shared = entry.shared.clone();
+        loop {
+            let Some(command) = shared.machine().poll_command() else {
+                break;
+            };
+            self.execute(&shared, command).await;
+        }
+        let (deadline, stopped) = {
+            let m = shared.machine();
+            (m.poll_timeout(), m.is_stopped())
+        };
+        if stopped {
+            self.retire(id);
+            return;
+        }
+        if let Some(entry) = self.containers.get_mut(id) {
+            if entry.deadline != deadline {
+                if let Some(old) = entry.deadline.take() {
+                    self.timers.remove(&(old, id.clone()));
+                }
+                if let Some(new) = deadline {
+                    self.timers.insert((new, id.clone()));
+                }
+                entry.deadline = deadline;
+            }
+        }
+    }
+
+    async fn execute(&mut self, shared: &Arc<Shared>, command: Command) {
+        let id = shared.id.clone();
+        match command {
+            Command::OpenStream { generation, since } => {
+                let scope = Scope::named("reader");
+                let Some(guard) = scope.enter() else { return };
+                scope.close();
+                *shared
+                    .reader_scope
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(scope.clone());
+                let cancel = CancellationToken::new();
+                let slot = OutcomeSlot::default();
+                let reader = Reader {
+                    shared: shared.clone(),
+                    generation,
+                    since,
+                    endpoint: self.endpoint.clone(),
+                    api_version: self.api_version.clone(),
+                    docker: self.docker.clone(),
+                    sink: self.sink.clone(),
+                    cancel: cancel.clone(),
+                    metrics: self.metrics.clone(),
+                    clock: self.clock,
+                    poke: self.poke_tx.clone(),
+                };
+                tokio::spawn(reader.run(guard, slot.clone()));
+                if let Some(entry) = self.containers.get_mut(&id) {
+                    entry.reader = Some((generation, cancel));
+                }
+                let join = scope.join();
+                self.joins.push(Box::pin(async move {
+                    join.await;
+                    Joined::Reader {
+                        id,
+                        generation,
+                        slot,
+                    }
+                }));
+            }
+            Command::CancelReader { generation, reason } => {
+                if matches!(reason, CancelReason::Rotation | CancelReason::Stall) {
+                    self.metrics.rotation();
+                }
+                if let Some((g, cancel)) = self.containers.get(&id).and_then(|e| e.reader.as_ref())
+                {
+                    if *g == generation {
+                        cancel.cancel();
+                    }
+                }
+            }
+            Command::StartHeartbeat => {
+                let Some(guard) = shared.heartbeat_scope.enter() else {
+                    tracing::warn!(container = %id, "heartbeat scope already closed; not restarted");
+                    return;
+                };
+                let cancel = CancellationToken::new();
+                tokio::spawn(heartbeat::run(
+                    guard,
+                    id.clone(),
+                    self.docker.clone(),
+                    self.settings.heartbeat_every,
+                    self.ticks_tx.clone(),
+                    cancel.clone(),
+                ));
+                if let Some(entry) = self.containers.get_mut(&id) {
+                    entry.heartbeat = Some(cancel);
+                }
+            }
+            Command::StopHeartbeat => {
+                if let Some(cancel) = self.containers.get(&id).and_then(|e| e.heartbeat.as_ref()) {
+                    cancel.cancel();
+                }
+                shared.heartbeat_scope.close();
+                let join = shared.heartbeat_scope.join();
+                self.joins.push(Box::pin(async move {
+                    join.await;
+                    Joined::Heartbeat { id }
+                }));
+            }
+            Command::Emit(line) => {
+                // Lines come out of the data path; a lifecycle event never emits one. Should
+                // one appear, it is written all the same rather than lost.
+                tracing::warn!(container = %id, "a line came out of a lifecycle event");
+                let mut bytes = Vec::new();
+                let message = capturer_core::Message {
+                    stream: line.stream,
+                    ts: line.ts,
+                    ts_text: line.ts_text.as_bytes(),
+                    body: &line.message,
+                    truncated: line.truncated,
+                };
+                shared.encoder.encode(&mut bytes, &message);
+                let cursor = shared.machine().cursor().clone();
+                let _ = self.sink.send(SinkMsg::Batch { id, bytes, cursor }).await;
+            }
+            Command::Checkpoint(cursor) => {
+                let _ = self.sink.send(SinkMsg::Checkpoint { id, cursor }).await;
+            }
+            Command::Forget => {
+                let _ = self.sink.send(SinkMsg::Forget { id }).await;
+            }
+            Command::Report(report) => self.report(shared, report),
+        }
+    }
+
+    fn report(&self, shared: &Shared, report: Report) {
+        let id = &shared.id;
+        let name = &shared.meta.name;
+        match report {
+            Report::BadFrame { generation, error } => {
+                self.metrics.stream_error();
+                tracing::warn!(container = %id, %name, %generation, %error, "bad frame; reopening from the cursor");
+            }
+            Report::Unreadable => {
+                tracing::warn!(container = %id, %name, "logging driver cannot be read; this container is not captured")
+            }
+            Report::Stalled { generation, quiet } => {
+                tracing::info!(container = %id, %name, %generation, ?quiet, "stream quiet while the container runs; rotating")
+            }
+            Report::UnknownGeneration { generation, event } => {
+                tracing::debug!(container = %id, %generation, event, "event for a generation that is not live")
+            }
+            Report::HeartbeatLost => {
+                tracing::warn!(container = %id, %name, "heartbeat exited on its own")
+            }
+        }
+    }
+
+    /// A machine reached Stopped: nothing of it is alive; drop it.
+    fn retire(&mut self, id: &Arc<str>) {
+        if let Some(entry) = self.containers.remove(id) {
+            if let Some(t) = entry.deadline {
+                self.timers.remove(&(t, id.clone()));
+            }
+            tracing::info!(container = %id, name = %entry.shared.meta.name, "stopped capturing");
+        }
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    fn report_alive(&self) {
+        for entry in self.containers.values() {
+            let m = entry.shared.machine();
+            let tasks = m.live_tasks();
+            tracing::error!(
+                container = %entry.shared.id,
+                name = %entry.shared.meta.name,
+                state = %m.phase(),
+                readers = entry.shared.live_readers(),
+                heartbeats = entry.shared.heartbeat_scope.live(),
+                machine_readers = tasks.readers,
+                machine_heartbeats = tasks.heartbeats,
+                "still alive at the stop deadline"
+            );
+        }
+    }
+}
+
+async fn next_event(
+    events: &mut Option<BoxStream<'static, Result<EventMessage, bollard::errors::Error>>>,
+) -> Option<Result<EventMessage, bollard::errors::Error>> {
+    match events {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A stable hash of a container id, to vary the backoff jitter per container.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
