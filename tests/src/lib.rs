@@ -4,11 +4,18 @@
 //! message, unless the environment variable `CI` is set, in which case it fails. The test bed
 //! (`scripts/testbed.sh`, run by `scripts/test.sh`) starts the daemon and builds the image.
 
+// Test tooling: a failed set-up step must fail the test loudly, so panicking is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod capturer;
+
 use std::collections::HashMap;
 
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -99,4 +106,70 @@ pub async fn wait_exit(docker: &Docker, id: &str) {
 pub async fn remove(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
     let _ = docker.remove_container(id, Some(options)).await;
+}
+
+/// One line as the daemon holds it: the test oracle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonLine {
+    /// `stdout`, `stderr` or `console`.
+    pub stream: String,
+    /// The RFC 3339 timestamp.
+    pub ts: String,
+    /// The line without its newline; parts of a split line (same stream, same timestamp, the
+    /// earlier without newline) joined.
+    pub message: String,
+}
+
+/// Everything the daemon has for a container, read once (no follow), lines re-joined by a
+/// deliberately simple rule that shares no code with the capturer.
+pub async fn daemon_lines(docker: &Docker, id: &str, tty: bool) -> Vec<DaemonLine> {
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .build();
+    let mut raw = Vec::new();
+    let mut logs = docker.logs(id, Some(options));
+    while let Some(item) = logs.next().await {
+        let (stream, bytes) = match item.expect("read the daemon's logs") {
+            LogOutput::StdOut { message } => ("stdout", message),
+            LogOutput::StdErr { message } => ("stderr", message),
+            LogOutput::Console { message } => ("console", message),
+            LogOutput::StdIn { .. } => continue,
+        };
+        raw.push((stream, bytes.to_vec()));
+    }
+    if tty {
+        // One raw stream: split it into lines ourselves.
+        let all: Vec<u8> = raw.into_iter().flat_map(|(_, b)| b).collect();
+        raw = all
+            .split_inclusive(|&b| b == b'\n')
+            .map(|l| ("console", l.to_vec()))
+            .collect();
+    }
+    let mut out: Vec<DaemonLine> = Vec::new();
+    let mut open: HashMap<&str, usize> = HashMap::new();
+    for (stream, bytes) in raw {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let (ts, rest) = text.split_once(' ').unwrap_or((&text, ""));
+        let complete = rest.ends_with('\n');
+        let mut body = rest.strip_suffix('\n').unwrap_or(rest).to_owned();
+        if tty {
+            body = body.strip_suffix('\r').unwrap_or(&body).to_owned();
+        }
+        match open.get(stream).copied() {
+            Some(i) if out[i].ts == ts => out[i].message.push_str(&body),
+            _ => out.push(DaemonLine {
+                stream: stream.to_owned(),
+                ts: ts.to_owned(),
+                message: body,
+            }),
+        }
+        if complete {
+            open.remove(stream);
+        } else {
+            open.insert(stream, out.len() - 1);
+        }
+    }
+    out
 }

@@ -1,0 +1,329 @@
+//! Running the real `log-capturer` binary under test, and reading what it captured.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One captured line, as the output contract writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// `ts`, as the daemon sent it.
+    pub ts: String,
+    /// `stream`.
+    pub stream: String,
+    /// `message`.
+    pub message: String,
+    /// `container_id`.
+    pub container_id: String,
+    /// `container_name`.
+    pub container_name: String,
+    /// `image`.
+    pub image: String,
+    /// `truncated`, if present.
+    pub truncated: bool,
+}
+
+/// Serializes the end-to-end tests: each runs its own capturer and containers, and the
+/// machine has two cores. (Each test has its own runtime; tokio's mutex works across them.)
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The capturer binary, built once per test run (`cargo build -p capturer-runtime`).
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_owned();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let target = profile_dir.parent().expect("target root").to_owned();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "capturer-runtime",
+            "--bin",
+            "log-capturer",
+        ])
+        .env("CARGO_TARGET_DIR", &target);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building log-capturer failed");
+        profile_dir.join("log-capturer")
+    })
+    .clone()
+}
+
+/// A free loopback port (bound then released).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local addr")
+}
+
+/// A capturer process under test, with its own output directory.
+pub struct Capturer {
+    child: Option<Child>,
+    /// The output directory.
+    pub output: PathBuf,
+    /// Where its metrics are served.
+    pub metrics: SocketAddr,
+    args: Vec<String>,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Capturer {
+    /// Starts `log-capturer run` selecting containers labelled `label` (`key=value`), with
+    /// `extra` flags, writing under a fresh directory named after `name`.
+    pub fn start(name: &str, label: &str, extra: &[&str]) -> Capturer {
+        let output = std::env::temp_dir().join(format!("lc-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&output);
+        std::fs::create_dir_all(&output).expect("create the output directory");
+        let metrics = free_addr();
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--output".into(),
+            output.join("out").display().to_string(),
+            "--include-label".into(),
+            label.into(),
+            "--metrics-addr".into(),
+            metrics.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = output.join("capturer.log");
+        let mut c = Capturer {
+            child: None,
+            output,
+            metrics,
+            args,
+            log,
+            starts: 0,
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the capturer log");
+        let child = Command::new(binary())
+            .args(&self.args)
+            .env("LOG_CAPTURER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start log-capturer");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the metrics endpoint answers (the capturer is up and discovering).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.try_metrics().is_some() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "log-capturer exited at start-up with {status}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("log-capturer did not come up:\n{}", self.log_text());
+    }
+
+    /// Starts it again with the same settings (same output and state).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+
+    fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("capturer running")
+    }
+
+    /// Sends SIGTERM and waits for it to exit; returns the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("capturer running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for log-capturer") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "log-capturer did not exit within {limit:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The capturer's own log (stderr), for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.output.join("out").join(".state")
+    }
+
+    fn try_metrics(&self) -> Option<String> {
+        http_get(self.metrics, "/metrics")
+    }
+
+    /// `/metrics`, as text.
+    pub fn metrics_text(&self) -> String {
+        self.try_metrics().unwrap_or_default()
+    }
+
+    /// One sample of `/metrics` (`name` with its labels, e.g. `log_capturer_tasks_alive`).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// `/debug/tasks`, parsed.
+    pub fn debug_tasks(&self) -> serde_json::Value {
+        let body = http_get(self.metrics, "/debug/tasks").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Every line captured for `container_id`, in file order (rotated files first).
+    pub fn records(&self, container_id: &str) -> Vec<Record> {
+        let dir = self.output.join("out");
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter_map(|p| {
+                        let name = p.file_name()?.to_str()?.to_owned();
+                        let rest = name.strip_prefix(container_id)?.strip_prefix(".jsonl")?;
+                        let order = match rest.strip_prefix('.') {
+                            Some(n) => n.parse().ok()?,
+                            None if rest.is_empty() => u64::MAX,
+                            None => return None,
+                        };
+                        Some((order, p))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut out = Vec::new();
+        for (_, path) in files {
+            let text = std::fs::read_to_string(&path).expect("read captured output");
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("not a JSON line in {}: {e}: {line:?}", path.display())
+                });
+                let s = |k: &str| {
+                    v[k].as_str()
+                        .unwrap_or_else(|| panic!("field {k} missing: {line}"))
+                        .to_owned()
+                };
+                out.push(Record {
+                    ts: s("ts"),
+                    stream: s("stream"),
+                    message: s("message"),
+                    container_id: s("container_id"),
+                    container_name: s("container_name"),
+                    image: s("image"),
+                    truncated: v["truncated"].as_bool().unwrap_or(false),
+                });
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` lines of `container_id` are captured, or `limit` passes.
+    pub fn wait_for_lines(&self, container_id: &str, n: usize, limit: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let records = self.records(container_id);
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Capturer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; `None` if nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some(body.to_owned())
+}
+
+/// Lines per stream, in order: `stream -> messages`.
+pub fn by_stream(records: &[Record]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in records {
+        out.entry(r.stream.clone())
+            .or_default()
+            .push(r.message.clone());
+    }
+    out
+}

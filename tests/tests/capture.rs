@@ -1,0 +1,383 @@
+//! End to end: the real `log-capturer` against the real daemon. Every test compares the lines
+//! captured with the lines the daemon holds (and, where the script is deterministic, with the
+//! lines the script wrote): per stream, in order, nothing lost, nothing duplicated.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{RestartContainerOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::Docker;
+use capturer_core::Timestamp;
+use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
+use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine, Spec};
+
+const LABEL_KEY: &str = "lc.e2e";
+
+/// A label unique to this test run and test.
+fn label(test: &str) -> (String, HashMap<String, String>) {
+    let value = format!("{test}-{}", std::process::id());
+    (
+        format!("{LABEL_KEY}={value}"),
+        HashMap::from([(LABEL_KEY.to_owned(), value)]),
+    )
+}
+
+fn spec(labels: &HashMap<String, String>, script: &str) -> Spec {
+    Spec {
+        script: script.to_owned(),
+        labels: labels.clone(),
+        ..Spec::default()
+    }
+}
+
+/// Waits until the capture of `id` holds as many lines as the daemon, then asserts they are
+/// the same lines: per stream, in order, with the same timestamps.
+async fn assert_exact(docker: &Docker, cap: &Capturer, id: &str, tty: bool) -> Vec<Record> {
+    let truth = daemon_lines(docker, id, tty).await;
+    let got = cap.wait_for_lines(id, truth.len(), Duration::from_secs(60));
+    assert_same(&truth, &got, cap);
+    got
+}
+
+fn assert_same(truth: &[DaemonLine], got: &[Record], cap: &Capturer) {
+    let want = streams(
+        truth
+            .iter()
+            .map(|l| (l.stream.as_str(), l.ts.as_str(), l.message.as_str())),
+    );
+    let have = streams(
+        got.iter()
+            .map(|r| (r.stream.as_str(), r.ts.as_str(), r.message.as_str())),
+    );
+    for (stream, w) in &want {
+        let h = have.get(stream).cloned().unwrap_or_default();
+        if let Some(i) = (0..w.len().max(h.len())).find(|&i| w.get(i) != h.get(i)) {
+            panic!(
+                "{stream}: captured {} lines, the daemon has {}; first difference at line {i}: captured {:?}, daemon {:?}\n--- capturer log ---\n{}",
+                h.len(),
+                w.len(),
+                h.get(i),
+                w.get(i),
+                cap.log_text()
+            );
+        }
+    }
+    assert_eq!(
+        have.len(),
+        want.len(),
+        "streams captured: {:?}",
+        have.keys().collect::<Vec<_>>()
+    );
+}
+
+type Lines = HashMap<String, Vec<(String, String)>>;
+
+fn streams<'a>(lines: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Lines {
+    let mut out: Lines = HashMap::new();
+    for (s, ts, m) in lines {
+        out.entry(s.to_owned())
+            .or_default()
+            .push((ts.to_owned(), m.to_owned()));
+    }
+    out
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix} {i}")).collect()
+}
+
+#[tokio::test]
+async fn a_five_containers_ten_thousand_interleaved_lines_each() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("a");
+    let cap = Capturer::start("a", &sel, &[]);
+    let script =
+        "i=0; while [ $i -lt 5000 ]; do echo \"o $i\"; echo \"e $i\" >&2; i=$((i+1)); done";
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(start(&docker, &spec(&labels, script)).await.expect("start"));
+    }
+    for id in &ids {
+        wait_exit(&docker, id).await;
+    }
+    for id in &ids {
+        let got = assert_exact(&docker, &cap, id, false).await;
+        let s = by_stream(&got);
+        assert_eq!(s["stdout"], numbered("o", 5000));
+        assert_eq!(s["stderr"], numbered("e", 5000));
+        assert!(got
+            .iter()
+            .all(|r| r.container_id == *id && !r.container_name.is_empty()));
+        assert!(got.iter().all(|r| r.image == capturer_tests::IMAGE));
+    }
+    for id in &ids {
+        remove(&docker, id).await;
+    }
+}
+
+#[tokio::test]
+async fn b_continuous_writing_through_rotation_every_100ms() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("b");
+    let cap = Capturer::start("b", &sel, &["--rotate-every", "100ms"]);
+    let script = "j=0; while [ $j -lt 200 ]; do k=0; while [ $k -lt 10 ]; do \
+                  echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
+    let began = Instant::now();
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    wait_exit(&docker, &id).await;
+    let wrote_for = began.elapsed();
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    let s = by_stream(&got);
+    let want: Vec<String> = (0..200)
+        .flat_map(|j| (0..10).map(move |k| format!("{j}.{k}")))
+        .collect();
+    assert_eq!(
+        s["stdout"],
+        want.iter().map(|x| format!("o {x}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s["stderr"],
+        want.iter().map(|x| format!("e {x}")).collect::<Vec<_>>()
+    );
+    let rotations = cap
+        .metric("log_capturer_stream_rotations_total")
+        .unwrap_or(0.0);
+    let duplicates = cap
+        .metric("log_capturer_duplicates_dropped_total")
+        .unwrap_or(0.0);
+    eprintln!(
+        "test b: wrote {} lines for {wrote_for:?}; {rotations} rotations; {duplicates} replayed duplicates dropped",
+        got.len()
+    );
+    assert!(
+        rotations >= 100.0,
+        "expected about 200 rotations in 20 s, saw {rotations}"
+    );
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn c_container_restarted_five_times_while_writing() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("c");
+    let cap = Capturer::start("c", &sel, &[]);
+    let script = "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; i=0; \
+                  while [ $i -lt 100000 ]; do echo \"r$n o $i\"; echo \"r$n e $i\" >&2; i=$((i+1)); \
+                  [ $((i % 50)) -eq 0 ] && sleep 0.05; done";
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let opts = RestartContainerOptionsBuilder::default().t(0).build();
+        docker
+            .restart_container(&id, Some(opts))
+            .await
+            .expect("restart");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let opts = StopContainerOptionsBuilder::default().t(0).build();
+    docker.stop_container(&id, Some(opts)).await.expect("stop");
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    let runs: std::collections::BTreeSet<&str> = got
+        .iter()
+        .filter_map(|r| r.message.split(' ').next())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        6,
+        "lines from the first run and five restarts: {runs:?}"
+    );
+    remove(&docker, &id).await;
+}
+
+/// A writer that runs about 8 s: 80 bursts of 20 lines per stream.
+const STEADY: &str = "j=0; while [ $j -lt 80 ]; do k=0; while [ $k -lt 20 ]; do \
+                      echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
+
+#[tokio::test]
+async fn d_sigterm_mid_stream_then_resume_exactly_once() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("d");
+    let mut cap = Capturer::start("d", &sel, &[]);
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = cap.terminate();
+    assert!(
+        status.success(),
+        "graceful stop exits 0, got {status}:\n{}",
+        cap.log_text()
+    );
+    let before = cap.records(&id).len();
+    assert!(before > 0, "something was captured before the stop");
+    // Lines written while the capturer is down must be captured after it starts again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cap.restart();
+    wait_exit(&docker, &id).await;
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    assert!(got.len() > before);
+    assert_eq!(by_stream(&got)["stdout"].len(), 1600);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn e_sigkill_mid_stream_loses_nothing_and_duplicates_only_after_the_persisted_cursor() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("e");
+    let mut cap = Capturer::start("e", &sel, &[]);
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    cap.kill();
+    // What survived the kill: the persisted cursor (the bound on duplicates).
+    let saved =
+        std::fs::read(cap.state_dir().join(format!("{id}.json"))).expect("a persisted cursor");
+    let saved: serde_json::Value = serde_json::from_slice(&saved).expect("cursor JSON");
+    let persisted = |stream: &str| -> u64 {
+        let i = match stream {
+            "stdout" => 0,
+            "stderr" => 1,
+            _ => 2,
+        };
+        saved["cursor"]["positions"][i]["ts"]
+            .as_u64()
+            .expect("position ts")
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cap.restart();
+    wait_exit(&docker, &id).await;
+    let truth = daemon_lines(&docker, &id, false).await;
+    let got = cap.wait_for_lines(&id, truth.len(), Duration::from_secs(60));
+    // Nothing lost: the first occurrences, in order, are exactly the daemon's lines.
+    let mut seen = std::collections::HashSet::new();
+    let mut firsts = Vec::new();
+    let mut duplicates = Vec::new();
+    for r in &got {
+        if seen.insert((r.stream.clone(), r.message.clone())) {
+            firsts.push(r.clone());
+        } else {
+            duplicates.push(r.clone());
+        }
+    }
+    assert_same(&truth, &firsts, &cap);
+    // Duplicates only after the persisted cursor: each is stamped at or after the position
+    // saved for its stream (a replay starts there).
+    for d in &duplicates {
+        let ts = Timestamp::parse_rfc3339(d.ts.as_bytes())
+            .expect("timestamp")
+            .0;
+        assert!(
+            ts >= persisted(&d.stream),
+            "duplicate {d:?} is before the persisted {} position",
+            d.stream
+        );
+    }
+    eprintln!(
+        "test e: {} lines, {} duplicates after SIGKILL (all at or after the persisted cursor)",
+        got.len(),
+        duplicates.len()
+    );
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn f_long_lines_arrive_whole_and_a_last_line_without_newline_arrives() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("f");
+    let cap = Capturer::start("f", &sel, &[]);
+    let script =
+        "head -c 40000 /dev/zero | tr '\\0' a; echo; head -c 100000 /dev/zero | tr '\\0' b; echo; \
+                  echo short; printf 'the end'";
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    wait_exit(&docker, &id).await;
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    let messages: Vec<&str> = got.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(
+        messages.len(),
+        4,
+        "{:?}",
+        messages.iter().map(|m| m.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(messages[0], "a".repeat(40_000));
+    assert_eq!(messages[1], "b".repeat(100_000));
+    assert_eq!(messages[2], "short");
+    assert_eq!(messages[3], "the end");
+    assert!(got.iter().all(|r| !r.truncated));
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn g_a_tty_container() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("g");
+    let cap = Capturer::start("g", &sel, &[]);
+    let mut s = spec(
+        &labels,
+        "i=0; while [ $i -lt 300 ]; do echo \"tty $i\"; i=$((i+1)); done",
+    );
+    s.tty = true;
+    let id = start(&docker, &s).await.expect("start");
+    wait_exit(&docker, &id).await;
+    let got = assert_exact(&docker, &cap, &id, true).await;
+    assert_eq!(by_stream(&got)["console"], numbered("tty", 300));
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn h_stopped_then_removed_reaches_stopped_and_tasks_return_to_baseline() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("h");
+    let cap = Capturer::start("h", &sel, &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = cap
+        .metric("log_capturer_tasks_alive")
+        .expect("tasks metric");
+    let id = start(
+        &docker,
+        &spec(&labels, "while true; do echo tick; sleep 0.1; done"),
+    )
+    .await
+    .expect("start");
+    let got = cap.wait_for_lines(&id, 5, Duration::from_secs(30));
+    assert!(got.len() >= 5, "capturing");
+    let alive = cap
+        .metric("log_capturer_tasks_alive")
+        .expect("tasks metric");
+    assert!(
+        alive >= baseline + 2.0,
+        "a reader and a heartbeat while streaming: {alive} vs {baseline}"
+    );
+    let opts = StopContainerOptionsBuilder::default().t(0).build();
+    docker.stop_container(&id, Some(opts)).await.expect("stop");
+    let state = cap.state_dir().join(format!("{id}.json"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(state.exists(), "a stopped container's cursor is kept");
+    remove(&docker, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (f64::NAN, serde_json::Value::Null);
+    while Instant::now() < deadline {
+        let tasks = cap.debug_tasks();
+        let alive = cap.metric("log_capturer_tasks_alive").unwrap_or(f64::NAN);
+        let empty = tasks["containers"].as_array().is_some_and(|c| c.is_empty());
+        if empty && alive == baseline && !state.exists() {
+            return;
+        }
+        last = (alive, tasks);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "after removal: tasks alive {} (baseline {baseline}), containers {}, cursor file exists: {}\n{}",
+        last.0,
+        last.1,
+        state.exists(),
+        cap.log_text()
+    );
+}
