@@ -89,30 +89,68 @@ pub async fn is_running(docker: &Docker, id: &str) -> Result<Option<bool>, Error
     Ok(inspect(docker, id).await?.map(|m| m.running))
 }
 
-/// The id of the container this process runs in, if it runs in one: from the cgroup path
-/// (`/docker/<id>`, `docker-<id>.scope`) or from where `/etc/hostname` is bind-mounted from
-/// (`/var/lib/docker/containers/<id>/hostname`). A host's own mounts of other containers'
-/// files are not mistaken for it: only the mount at `/etc/hostname` counts.
+/// The id of the container this process runs in, if it runs in one.
 pub fn own_container_id() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    container_id_from(&cgroup, &mountinfo)
+}
+
+/// The container id in a process's cgroup path (`/docker/<id>`, `docker-<id>.scope`) or in
+/// where its `/etc/hostname` is bind-mounted from (`/var/lib/docker/containers/<id>/hostname`).
+/// A host's own mounts of other containers' files are not mistaken for it: only the mount at
+/// `/etc/hostname` counts.
+fn container_id_from(cgroup: &str, mountinfo: &str) -> Option<String> {
     let hex64 = |s: &&str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let id_in = |text: &str| -> Option<String> {
+    let id_in = |text: &str| {
         text.split(['/', '-', '.', ':'])
             .find(hex64)
             .map(str::to_owned)
     };
-    if let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") {
-        for line in text.lines().filter(|l| l.contains("docker")) {
-            if let Some(id) = id_in(line) {
-                return Some(id);
-            }
-        }
+    cgroup
+        .lines()
+        .filter(|l| l.contains("docker"))
+        .find_map(id_in)
+        .or_else(|| {
+            mountinfo.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                match fields.as_slice() {
+                    [_, _, _, root, "/etc/hostname", ..] if root.contains("/containers/") => {
+                        id_in(root)
+                    }
+                    _ => None,
+                }
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0d6c94817365b5f3936a70e52e562e4863244e7cf15ddee7ae482c932001cd8f";
+
+    #[test]
+    fn finds_its_own_container() {
+        let v1 = format!("12:pids:/docker/{ID}\n0::/docker/{ID}\n");
+        assert_eq!(container_id_from(&v1, ""), Some(ID.to_owned()));
+        let systemd = format!("0::/system.slice/docker-{ID}.scope\n");
+        assert_eq!(container_id_from(&systemd, ""), Some(ID.to_owned()));
+        let mounts = format!(
+            "612 590 254:0 /var/lib/docker/containers/{ID}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(container_id_from("0::/\n", &mounts), Some(ID.to_owned()));
     }
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [_, _, _, root, "/etc/hostname", ..] if root.contains("/containers/") => id_in(root),
-            _ => None,
-        }
-    })
+
+    #[test]
+    fn a_host_is_not_a_container() {
+        // On the host, other containers' files are mounted elsewhere: not ours.
+        let mounts =
+            format!("88 25 0:50 / /var/lib/docker/containers/{ID}/mounts/shm rw - tmpfs shm rw\n");
+        assert_eq!(container_id_from("0::/init.scope\n", &mounts), None);
+        assert_eq!(
+            container_id_from("0::/user.slice/user-0.slice/session-1.scope\n", ""),
+            None
+        );
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -127,10 +127,15 @@ impl Capturer {
             .append(true)
             .open(&self.log)
             .expect("open the capturer log");
+        let stdout = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stdout_path())
+            .expect("open the capturer's stdout file");
         let child = Command::new(binary())
             .args(&self.args)
             .env("LOG_CAPTURER_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("start log-capturer");
@@ -209,6 +214,11 @@ impl Capturer {
     /// The capturer's own log (stderr), for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the capturer's standard output goes (the `--sink stdout` lines).
+    pub fn stdout_path(&self) -> PathBuf {
+        self.output.join("stdout.jsonl")
     }
 
     /// The state directory.

@@ -12,7 +12,7 @@ pub mod capturer;
 use std::collections::HashMap;
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -61,6 +61,8 @@ pub struct Spec {
     pub tty: bool,
     /// A name, if it matters.
     pub name: Option<String>,
+    /// A logging driver other than the daemon's default.
+    pub log_driver: Option<String>,
 }
 
 /// Creates and starts a container from the test image, with no network; returns its id.
@@ -79,6 +81,10 @@ pub async fn create(docker: &Docker, spec: &Spec) -> Result<String, bollard::err
         tty: Some(spec.tty),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
+            log_config: spec.log_driver.as_ref().map(|d| HostConfigLogConfig {
+                typ: Some(d.clone()),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()

@@ -381,3 +381,91 @@ async fn h_stopped_then_removed_reaches_stopped_and_tasks_return_to_baseline() {
         cap.log_text()
     );
 }
+
+#[tokio::test]
+async fn i_an_unreadable_logging_driver_is_reported_once_and_not_retried() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("i");
+    let cap = Capturer::start("i", &sel, &["--rotate-every", "200ms"]);
+    let mut s = spec(&labels, "while true; do echo lost; sleep 0.1; done");
+    s.log_driver = Some("none".into());
+    let id = start(&docker, &s).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = cap.log_text();
+    assert_eq!(
+        log.matches("logging driver cannot be read (501)").count(),
+        1,
+        "{log}"
+    );
+    let tasks = cap.debug_tasks();
+    let entry = &tasks["containers"][0];
+    assert_eq!(entry["state"], "idle", "{tasks}");
+    assert_eq!(
+        entry["generation"], 1,
+        "one request, no retry loop: {tasks}"
+    );
+    assert_eq!(entry["tasks"]["reader"], 0);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn j_a_container_that_exits_at_once_is_captured_from_its_start_event() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("j");
+    let cap = Capturer::start("j", &sel, &[]);
+    let id = start(&docker, &spec(&labels, "echo quick"))
+        .await
+        .expect("start");
+    wait_exit(&docker, &id).await;
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message, "quick");
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn k_the_stdout_sink_writes_the_same_contract() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("k");
+    let mut cap = Capturer::start("k", &sel, &["--sink", "stdout"]);
+    let id = start(
+        &docker,
+        &spec(&labels, "echo one; echo two >&2; echo three"),
+    )
+    .await
+    .expect("start");
+    wait_exit(&docker, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    while read(&cap.stdout_path()).lines().count() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cap.terminate().success());
+    let text = read(&cap.stdout_path());
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let messages: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["stream"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(messages.len(), 3, "{text}");
+    for want in [("stdout", "one"), ("stderr", "two"), ("stdout", "three")] {
+        assert!(messages.contains(&want), "{want:?} in {messages:?}");
+    }
+    assert!(lines.iter().all(|v| v["container_id"] == id.as_str()));
+    assert!(
+        !cap.output.join("out").join(format!("{id}.jsonl")).exists(),
+        "no file with --sink stdout"
+    );
+    remove(&docker, &id).await;
+}
