@@ -171,7 +171,8 @@ impl Capturer {
         self.spawn();
     }
 
-    fn pid(&self) -> i32 {
+    /// The capturer's process id.
+    pub fn pid(&self) -> i32 {
         self.child
             .as_ref()
             .map(|c| c.id() as i32)
@@ -240,6 +241,21 @@ impl Capturer {
         self.metrics_text()
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The sum of every sample of metric `name` (over its labels); 0 if absent.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<f64>().ok()
+            })
+            .sum()
     }
 
     /// `/debug/tasks`, parsed.

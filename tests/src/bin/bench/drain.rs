@@ -1,0 +1,163 @@
+//! Parts 1 and 2: drain one container's 1,000,000 lines, against a raw read of the same logs,
+//! for wall time and for CPU.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::LogsOptionsBuilder;
+use bollard::Docker;
+use capturer_tests::capturer::Capturer;
+use capturer_tests::{remove, start, Spec};
+use futures_util::StreamExt;
+
+use crate::procfs::{self, Run};
+use crate::{median, verdict};
+
+struct Round {
+    raw: Run,
+    raw_daemon_cpu: f64,
+    cap_wall: Duration,
+    cap: procfs::Sample,
+    cap_daemon_cpu: f64,
+    client: Run,
+}
+
+/// Runs the drain benchmark; returns whether both targets are met.
+pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
+    let label = format!("drain-{}", std::process::id());
+    let spec = Spec {
+        // About 40 bytes a line; the container stays up so the capturer follows it.
+        script: format!("seq {lines} | sed 's/^/0123456789abcdefghijklmnopqrstuv-/'; sleep 100000"),
+        labels: [("lc.bench".to_owned(), label.clone())].into(),
+        ..Spec::default()
+    };
+    let id = start(docker, &spec).await.expect("start the writer");
+    let began = Instant::now();
+    wait_written(docker, &id, lines).await;
+    println!(
+        "writer: {lines} lines in the daemon's log after {:.1?}",
+        began.elapsed()
+    );
+    let url = format!("http://docker/v1.41/containers/{id}/logs?stdout=1&stderr=1&timestamps=1");
+    let curl = || {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "--unix-socket",
+            "/var/run/docker.sock",
+            "-o",
+            "/dev/null",
+            &url,
+        ]);
+        c
+    };
+    // Warm the page cache and the daemon once, unmeasured.
+    procfs::run(&mut curl());
+    let dockerd = procfs::dockerd_pid();
+    let daemon_cpu = || dockerd.and_then(procfs::sample).map_or(f64::NAN, |s| s.cpu);
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        let d0 = daemon_cpu();
+        let raw = procfs::run(&mut curl());
+        let raw_daemon_cpu = daemon_cpu() - d0;
+        assert_eq!(raw.status, 0, "curl failed");
+
+        let d0 = daemon_cpu();
+        let t0 = Instant::now();
+        let mut cap = Capturer::start(&format!("drain-{round}"), &format!("lc.bench={label}"), &[]);
+        let mut last = procfs::Sample::default();
+        loop {
+            let n = cap.metric_sum("log_capturer_lines_total");
+            if n >= lines as f64 {
+                last = procfs::sample(cap.pid()).unwrap_or(last);
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "the capturer stalled at {n} lines"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cap_wall = t0.elapsed();
+        let cap_daemon_cpu = daemon_cpu() - d0;
+        assert!(cap.terminate().success());
+        let _ = std::fs::remove_dir_all(&cap.output);
+
+        let mut docker_logs = Command::new("docker");
+        docker_logs
+            .args(["logs", "-t", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let client = procfs::run(&mut docker_logs);
+
+        println!(
+            "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s, {} reads of {:.1} KiB avg, {} context switches) | docker logs {:.2}s (cpu {:.2}s)",
+            raw.wall.as_secs_f64(),
+            raw.user + raw.sys,
+            raw_daemon_cpu,
+            cap_wall.as_secs_f64(),
+            last.cpu,
+            last.user,
+            last.sys,
+            cap_daemon_cpu,
+            last.read_calls,
+            last.read_bytes as f64 / last.read_calls.max(1) as f64 / 1024.0,
+            last.switches,
+            client.wall.as_secs_f64(),
+            client.user + client.sys,
+        );
+        results.push(Round {
+            raw,
+            raw_daemon_cpu,
+            cap_wall,
+            cap: last,
+            cap_daemon_cpu,
+            client,
+        });
+    }
+    remove(docker, &id).await;
+
+    let per_million = 1e6 / lines as f64;
+    let raw_wall = median(results.iter().map(|r| r.raw.wall.as_secs_f64()));
+    let cap_wall = median(results.iter().map(|r| r.cap_wall.as_secs_f64()));
+    let raw_cpu = median(results.iter().map(|r| r.raw.user + r.raw.sys)) * per_million;
+    let cap_cpu = median(results.iter().map(|r| r.cap.cpu)) * per_million;
+    let client_cpu = median(results.iter().map(|r| r.client.user + r.client.sys)) * per_million;
+    let daemon_raw = median(results.iter().map(|r| r.raw_daemon_cpu)) * per_million;
+    let daemon_cap = median(results.iter().map(|r| r.cap_daemon_cpu)) * per_million;
+    let speed = raw_wall / cap_wall;
+    println!("\nmedians over {rounds} rounds, per million lines:");
+    println!("  raw read (curl):  {raw_wall:.2}s wall, {raw_cpu:.2} CPU s; dockerd {daemon_raw:.2} CPU s");
+    println!("  capturer:         {cap_wall:.2}s wall, {cap_cpu:.2} CPU s; dockerd {daemon_cap:.2} CPU s");
+    println!("  docker logs:      {client_cpu:.2} CPU s");
+    let a = verdict("drain: capturer speed / raw speed", speed, ">=", 0.9);
+    let b = verdict(
+        "cpu: capturer CPU / raw read CPU",
+        cap_cpu / raw_cpu,
+        "<=",
+        1.5,
+    );
+    a && b
+}
+
+/// Waits until the writer's last line is in the daemon's log (a cheap `tail=1` read).
+async fn wait_written(docker: &Docker, id: &str, lines: u64) {
+    let want = format!("-{lines}\n");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let options = LogsOptionsBuilder::default().stdout(true).tail("1").build();
+        let mut last = String::new();
+        let mut logs = docker.logs(id, Some(options));
+        while let Some(Ok(item)) = logs.next().await {
+            last = item.to_string();
+        }
+        if last.ends_with(&want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer did not finish: last line {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

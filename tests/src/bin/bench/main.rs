@@ -1,0 +1,100 @@
+//! Benchmarks of log-capturer against the real test-bed daemon. Each part prints its figures
+//! and its verdict against the target, and exits non-zero if a target is missed.
+//!
+//! ```text
+//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R]
+//! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
+//! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
+//! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE]
+//! ```
+
+// A benchmark harness: a failed set-up step must stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod chart;
+mod drain;
+mod procfs;
+mod scale;
+mod soak;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Prints one verdict line; returns whether it passed.
+pub fn verdict(what: &str, value: f64, op: &str, target: f64) -> bool {
+    let pass = match op {
+        ">=" => value >= target,
+        "<=" => value <= target,
+        "<" => value < target,
+        _ => false,
+    };
+    println!(
+        "VERDICT {what}: {value:.3} (target {op} {target}): {}",
+        if pass { "PASS" } else { "FAIL" }
+    );
+    pass
+}
+
+/// The median of some figures.
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(docker) = capturer_tests::docker().await else {
+        eprintln!("bench: no Docker daemon; run scripts/testbed.sh first");
+        return ExitCode::from(2);
+    };
+    let pass = match args.first().map(String::as_str) {
+        Some("drain" | "cpu") => {
+            drain::run(
+                &docker,
+                flag(&args, "--lines", 1_000_000),
+                flag(&args, "--rounds", 3),
+            )
+            .await
+        }
+        Some("scale") => {
+            scale::run(
+                &docker,
+                flag(&args, "--containers", 500),
+                flag(&args, "--seconds", 60),
+            )
+            .await
+        }
+        Some("soak") => {
+            let png = PathBuf::from(flag(&args, "--png", "docs/soak.png".to_owned()));
+            soak::run(
+                &docker,
+                flag(&args, "--containers", 55),
+                flag(&args, "--minutes", 10),
+                &png,
+            )
+            .await
+        }
+        _ => {
+            eprintln!("usage: bench drain|cpu|scale|soak [options] (see the source's header)");
+            return ExitCode::from(2);
+        }
+    };
+    if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,145 @@
+//! Part 4: the seed's failing setup (55 containers writing a line a second) with a rotation
+//! every 100 ms, sampled every 10 s: tasks, file descriptors and memory must stay flat.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::StopContainerOptionsBuilder;
+use bollard::Docker;
+use capturer_tests::capturer::Capturer;
+use capturer_tests::{daemon_lines, remove, start, Spec};
+use futures_util::stream::{self, StreamExt};
+
+use crate::chart;
+use crate::procfs;
+use crate::verdict;
+
+/// One sample of the capturer.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    /// Seconds since the soak began.
+    pub t: f64,
+    /// tokio tasks alive.
+    pub tasks: f64,
+    /// Open file descriptors.
+    pub fds: f64,
+    /// Resident memory, MiB.
+    pub rss_mib: f64,
+    /// Rotations so far.
+    pub rotations: f64,
+}
+
+/// Runs the soak; returns whether every target is met. Draws the series to `png`.
+pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -> bool {
+    let label = format!("soak-{}", std::process::id());
+    let labels: HashMap<String, String> = [("lc.bench".to_owned(), label.clone())].into();
+    let cap = Capturer::start(
+        "soak",
+        &format!("lc.bench={label}"),
+        &["--rotate-every", "100ms"],
+    );
+    let writer = Spec {
+        script: "i=0; while true; do echo \"l $i\"; i=$((i+1)); sleep 1; done".into(),
+        labels,
+        ..Spec::default()
+    };
+    let ids: Vec<String> = stream::iter(0..containers)
+        .map(|_| async { start(docker, &writer).await.expect("start a writer") })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let began = Instant::now();
+    let total = Duration::from_secs(minutes * 60);
+    let mut points = Vec::new();
+    println!(
+        "{:>6} {:>7} {:>5} {:>9} {:>10}",
+        "t (s)", "tasks", "fds", "RSS MiB", "rotations"
+    );
+    while began.elapsed() < total {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let s = procfs::sample(cap.pid()).expect("the capturer is alive");
+        let p = Point {
+            t: began.elapsed().as_secs_f64(),
+            tasks: cap.metric("log_capturer_tasks_alive").unwrap_or(f64::NAN),
+            fds: s.fds as f64,
+            rss_mib: s.rss as f64 / (1024.0 * 1024.0),
+            rotations: cap
+                .metric("log_capturer_stream_rotations_total")
+                .unwrap_or(f64::NAN),
+        };
+        println!(
+            "{:>6.0} {:>7} {:>5} {:>9.2} {:>10}",
+            p.t, p.tasks, p.fds, p.rss_mib, p.rotations
+        );
+        points.push(p);
+    }
+    // Stop the writers and check every line arrived exactly once.
+    stream::iter(&ids)
+        .for_each_concurrent(8, |id| async move {
+            let opts = StopContainerOptionsBuilder::default().t(0).build();
+            let _ = docker.stop_container(id, Some(opts)).await;
+        })
+        .await;
+    let mut exact = 0;
+    let mut lines = 0;
+    for id in &ids {
+        let truth = daemon_lines(docker, id, false).await;
+        let got = cap.wait_for_lines(id, truth.len(), Duration::from_secs(60));
+        let same = got.len() == truth.len()
+            && got
+                .iter()
+                .zip(&truth)
+                .all(|(g, t)| g.message == t.message && g.ts == t.ts && g.stream == t.stream);
+        exact += usize::from(same);
+        lines += got.len();
+    }
+    let rotations = cap
+        .metric("log_capturer_stream_rotations_total")
+        .unwrap_or(0.0);
+    println!("{exact} of {containers} containers captured exactly once ({lines} lines); {rotations} rotations");
+    stream::iter(&ids)
+        .for_each_concurrent(8, |id| async move { remove(docker, id).await })
+        .await;
+
+    let minute = |from: f64, to: f64| points.iter().filter(move |p| p.t > from && p.t <= to);
+    let end = points.last().map_or(0.0, |p| p.t);
+    let max = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::MIN, f64::max);
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let first_tasks = max(&mut minute(0.0, 60.0).map(|p| p.tasks));
+    let last_tasks = max(&mut minute(end - 60.0, end).map(|p| p.tasks));
+    let first_fds = max(&mut minute(0.0, 60.0).map(|p| p.fds));
+    let last_fds = max(&mut minute(end - 60.0, end).map(|p| p.fds));
+    let first_rss = mean(minute(0.0, 60.0).map(|p| p.rss_mib).collect());
+    let last_rss = mean(minute(end - 60.0, end).map(|p| p.rss_mib).collect());
+    if let Err(e) = chart::draw(png, &points, containers, rotations) {
+        println!("could not draw {}: {e}", png.display());
+    } else {
+        println!("chart: {}", png.display());
+    }
+    let a = verdict(
+        "soak: tasks, last minute's max - first minute's max",
+        last_tasks - first_tasks,
+        "<=",
+        0.0,
+    );
+    let b = verdict(
+        "soak: fds, last minute's max - first minute's max",
+        last_fds - first_fds,
+        "<=",
+        0.0,
+    );
+    let c = verdict(
+        "soak: RSS growth, last minute's mean - first minute's (MiB)",
+        last_rss - first_rss,
+        "<",
+        1.0,
+    );
+    let d = verdict(
+        "soak: containers captured exactly once",
+        exact as f64,
+        ">=",
+        containers as f64,
+    );
+    a && b && c && d
+}
