@@ -12,7 +12,9 @@ pub mod capturer;
 use std::collections::HashMap;
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -63,6 +65,8 @@ pub struct Spec {
     pub name: Option<String>,
     /// A logging driver other than the daemon's default.
     pub log_driver: Option<String>,
+    /// Restart policy `always` (the daemon restarts it, also after the daemon itself restarts).
+    pub restart_always: bool,
 }
 
 /// Creates and starts a container from the test image, with no network; returns its id.
@@ -84,6 +88,10 @@ pub async fn create(docker: &Docker, spec: &Spec) -> Result<String, bollard::err
             log_config: spec.log_driver.as_ref().map(|d| HostConfigLogConfig {
                 typ: Some(d.clone()),
                 config: None,
+            }),
+            restart_policy: spec.restart_always.then_some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
             }),
             ..Default::default()
         }),
@@ -178,4 +186,37 @@ pub async fn daemon_lines(docker: &Docker, id: &str, tty: bool) -> Vec<DaemonLin
         }
     }
     out
+}
+
+/// Restarts the test bed's own dockerd (SIGTERM, wait, `scripts/testbed.sh`). Returns false
+/// if this daemon was not started by the test bed (no pid file), so it cannot be restarted.
+pub fn restart_testbed_daemon() -> bool {
+    let pid_file = "/tmp/log-capturer-testbed/dockerd.pid";
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // SAFETY: SIGTERM to the daemon the test bed started (its pid file says so).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // SAFETY: as above, an existence check.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(std::time::Instant::now() < deadline, "dockerd did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testbed.sh");
+    let status = std::process::Command::new(script)
+        .status()
+        .expect("run the test bed");
+    assert!(
+        status.success(),
+        "the test bed could not start dockerd again"
+    );
+    true
 }

@@ -469,3 +469,60 @@ async fn k_the_stdout_sink_writes_the_same_contract() {
     );
     remove(&docker, &id).await;
 }
+
+#[tokio::test]
+async fn l_the_daemon_restarts_mid_stream_and_capture_goes_on() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("l");
+    let cap = Capturer::start("l", &sel, &[]);
+    let script = "trap 'exit 0' TERM; n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; \
+                  i=0; while [ $i -lt 40 ]; do echo \"r$n o $i\"; echo \"r$n e $i\" >&2; i=$((i+1)); sleep 0.1; done; \
+                  while true; do sleep 1; done";
+    let mut s = spec(&labels, script);
+    s.restart_always = true;
+    let id = start(&docker, &s).await.expect("start");
+    // The first run writes its 80 lines, then idles; the daemon restarts under it.
+    let before = cap.wait_for_lines(&id, 80, Duration::from_secs(30));
+    assert_eq!(before.len(), 80, "the first run captured before the restart");
+    drop(docker);
+    if !capturer_tests::restart_testbed_daemon() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: the test bed's own dockerd must be restartable"
+        );
+        eprintln!("SKIPPED: this dockerd was not started by scripts/testbed.sh");
+        return;
+    }
+    let docker = capturer_tests::docker().await.expect("the daemon is back");
+    // The daemon restarts the container (policy always): a second run writes 80 more lines.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = cap.records(&id);
+        if got.iter().filter(|r| r.message.starts_with("r2 ")).count() >= 80 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second run captured:\n{}",
+            cap.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let opts = StopContainerOptionsBuilder::default().t(2).build();
+    docker.stop_container(&id, Some(opts)).await.expect("stop");
+    let got = assert_exact(&docker, &cap, &id, false).await;
+    assert_eq!(
+        got.iter().filter(|r| r.message.starts_with("r1 ")).count(),
+        80
+    );
+    assert_eq!(
+        got.iter().filter(|r| r.message.starts_with("r2 ")).count(),
+        80
+    );
+    assert!(
+        cap.metric("log_capturer_tasks_alive").is_some(),
+        "the capturer survived the daemon's restart"
+    );
+    remove(&docker, &id).await;
+}
