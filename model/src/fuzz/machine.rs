@@ -1,0 +1,1108 @@
+//! Target `machine`: one [`ContainerMachine`], driven two ways.
+//!
+//! **Nonsense** (a quarter of the inputs): arbitrary `(time advance, event)` steps, including
+//! frames of stale or future generations, garbage frames, exits nobody asked for, and the data
+//! path ([`ContainerMachine::handle_frame`], [`ContainerMachine::handle_end_of_stream`]) next to
+//! [`ContainerMachine::handle`]. After every step: no panic, [`ContainerMachine::check_invariants`],
+//! the cursor never moves back, lines come out of a stream in timestamp order and never before
+//! the start, nothing comes out of a stopped machine, the data path and `handle` agree, and a due
+//! deadline is consumed by `handle_timeout`.
+//!
+//! **Differential** (the rest): a [`World`] holds a container that writes a log (two streams,
+//! timestamps never decreasing within a stream, equal-timestamp groups, disorder across the
+//! streams, 16 KiB parts, unfinished last lines), a daemon stand-in that serves each reader
+//! generation from its `since` under one of the two [`SinceRule`]s, reader tasks that open, read,
+//! fail, get cancelled, end cleanly (also while the container runs: a daemon restart), a
+//! heartbeat that inspects (sometimes with a stale answer), dies and is stopped, rotations,
+//! container stops and restarts, capturer restarts from the last checkpoint, and stale events.
+//! Every command the machine gives is carried out, checked against what the world knows (one
+//! reader at a time, one heartbeat). At the end the container stops and the world runs to
+//! quiescence; then what the machine emitted, per stream, must equal what the [`reference`]
+//! says the log holds: each line exactly once, in order, nothing skipped.
+//!
+//! Physical rules the world keeps (each is something a real daemon cannot do otherwise):
+//! a stopped container writes nothing; after a container stop or a stream's clean end, a
+//! stream's next entry is stamped later than its last (the log copier restarted, time passed);
+//! frames come after the daemon's 200; a clean end while the container is stopped comes only
+//! after every entry was sent. Set `CAPTURER_FUZZ_TRACE=1` to print every step.
+
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+use capturer_core::{
+    Backoff, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation, Instant, Line,
+    ReadError, ReaderExit, Stream, StreamSet, Timestamp,
+};
+
+use super::reference::{self, Delivered, Entry, SinceFilter, SinceRule};
+use super::{exercise, tracing};
+
+/// 2024-01-01T00:00:00Z, a moment before the container's clocks start.
+const BASE: u64 = 1_704_067_200_000_000_000;
+/// Steps of one input, at most.
+const MAX_STEPS: usize = 256;
+
+/// Finding M1 (docs/fuzzing.md): the machine takes a reader's clean exit, observed while it
+/// believes the container stopped, as proof that the whole log was read. That is false when the
+/// container wrote or stopped between the stream's end and the exit (a daemon restart ended the
+/// stream), or when the belief came from a stale inspect. Unless M1 is exercised, the world lets
+/// neither happen: nothing is written and nothing stops between a clean end and its exit, and a
+/// stale inspect never says "not running" while the container runs.
+fn clean_end_races() -> bool {
+    exercise("M1")
+}
+
+/// Finding M2 (docs/fuzzing.md): a stream that ends cleanly (a daemon restart while the
+/// container runs) between two parts of a line whose later parts are already in the log makes
+/// the machine flush the first parts as a line of their own; the next generation's whole line
+/// then counts as that one, and the rest of the line is never delivered. Unless M2 is
+/// exercised, such a stream does not end there.
+fn early_end_mid_line() -> bool {
+    exercise("M2")
+}
+
+/// The `machine` target: see the module docs.
+pub fn machine(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(nonsense) = u.ratio(1u8, 4u8) else {
+        return;
+    };
+    if nonsense {
+        let _ = nonsense_run(&mut u);
+    } else {
+        differential(&mut u);
+    }
+}
+
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if tracing() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+fn config(u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
+    let ms = |n: u16| Duration::from_millis(u64::from(n));
+    Ok(Config {
+        rotate_every: ms(u.int_in_range(1..=2000)?),
+        heartbeat_every: ms(u.int_in_range(1..=2000)?),
+        backoff: Backoff {
+            initial: ms(u.int_in_range(0..=500)?),
+            max: ms(u.int_in_range(0..=5000)?),
+            jitter_seed: if u.arbitrary()? { u.arbitrary()? } else { 0 },
+        },
+        partial_cap: match u.int_in_range(0..=3u8)? {
+            0 | 1 => capturer_core::partial::DEFAULT_CAP,
+            _ => usize::from(u.int_in_range(1..=12u8)?),
+        },
+        mutant: None,
+    })
+}
+
+/// Checks made after every step, in both modes.
+struct Watch {
+    cursor: Cursor,
+    checkpoint: Option<Cursor>,
+    opened: Generation,
+    stopped: bool,
+}
+
+impl Watch {
+    fn new(m: &ContainerMachine) -> Watch {
+        Watch {
+            cursor: m.cursor().clone(),
+            checkpoint: None,
+            opened: m.generation(),
+            stopped: m.is_stopped(),
+        }
+    }
+
+    /// After a step, before its commands are taken.
+    fn step(&mut self, m: &ContainerMachine, what: &dyn std::fmt::Debug) {
+        if let Err(v) = m.check_invariants() {
+            panic!("after {what:?}: {v}\n{m:#?}");
+        }
+        assert!(
+            m.cursor().dominates(&self.cursor),
+            "after {what:?}: the cursor moved backwards\nwas {:?}\nnow {:?}",
+            self.cursor,
+            m.cursor()
+        );
+        self.cursor = m.cursor().clone();
+        let t = m.live_tasks();
+        assert!(t.readers + t.heartbeats <= 2, "after {what:?}: {t:?}");
+        if self.stopped {
+            assert!(
+                m.is_stopped(),
+                "after {what:?}: a stopped machine started again"
+            );
+        }
+        self.stopped = m.is_stopped();
+        if let Some(deadline) = m.poll_timeout() {
+            assert!(
+                !m.is_stopped(),
+                "after {what:?}: a deadline on a stopped machine"
+            );
+            let _ = deadline;
+        }
+    }
+
+    /// One command out of the machine.
+    fn command(&mut self, m: &ContainerMachine, c: &Command, was_stopped: bool) {
+        assert!(
+            !was_stopped,
+            "a command out of a machine already stopped: {c:?}"
+        );
+        match c {
+            Command::OpenStream { generation, since } => {
+                assert_eq!(generation.0, self.opened.0 + 1, "generations open in order");
+                self.opened = *generation;
+                for s in m.cursor().streams().iter() {
+                    assert!(
+                        since.0 <= m.cursor().position(s).ts,
+                        "since {since} after the {s} position"
+                    );
+                }
+            }
+            Command::Checkpoint(c) => {
+                if let Some(prev) = &self.checkpoint {
+                    assert!(c.dominates(prev), "a checkpoint behind the previous one");
+                }
+                self.checkpoint = Some(c.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Emitted lines per stream must go forward in time and never precede the start.
+fn check_line(emitted: &mut [Vec<Delivered>; 3], start: Timestamp, line: &Line) {
+    assert!(
+        line.ts >= start,
+        "a line stamped before the start: {line:?}"
+    );
+    assert_eq!(
+        Timestamp::parse_rfc3339(line.ts_text.as_bytes()),
+        Ok(line.ts),
+        "a line's timestamp text does not match its timestamp"
+    );
+    let out = &mut emitted[line.stream.index()];
+    if let Some(last) = out.last() {
+        assert!(
+            last.ts <= line.ts,
+            "{} went back in time: {} after {}",
+            line.stream,
+            line.ts.0,
+            last.ts.0
+        );
+    }
+    out.push(Delivered {
+        ts: line.ts,
+        body: line.message.clone(),
+        truncated: line.truncated,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nonsense: arbitrary events.
+
+fn pick_generation(
+    u: &mut Unstructured<'_>,
+    m: &ContainerMachine,
+) -> arbitrary::Result<Generation> {
+    let g = m.generation().0;
+    Ok(match u.int_in_range(0..=6u8)? {
+        0..=2 => m.live_generation().unwrap_or(m.generation()),
+        3 => Generation(g + 1),
+        4 => Generation(g.saturating_sub(1)),
+        5 => Generation(0),
+        _ => Generation::arbitrary(u)?,
+    })
+}
+
+fn frame_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
+    let mut v = match u.int_in_range(0..=7u8)? {
+        0 => return Vec::<u8>::arbitrary(u),
+        1 => {
+            let mut t = Timestamp(BASE + u64::from(u.arbitrary::<u16>()?))
+                .to_string()
+                .into_bytes();
+            let i = u.choose_index(t.len())?;
+            t[i] = u.arbitrary()?;
+            t
+        }
+        2 => Timestamp(u.arbitrary::<u64>()? % 10_000_000_000_000_000_000)
+            .to_string()
+            .into_bytes(),
+        _ => Timestamp(BASE + u64::from(u.int_in_range(0..=16u8)?))
+            .to_string()
+            .into_bytes(),
+    };
+    v.push(b' ');
+    let len = u.int_in_range(0..=20)?;
+    for _ in 0..len {
+        v.push(u.int_in_range(b'a'..=b'd')?);
+    }
+    if u.arbitrary()? {
+        v.push(b'\n');
+    }
+    Ok(v)
+}
+
+#[derive(Debug)]
+enum Step {
+    Event(Event),
+    DataFrame {
+        generation: Generation,
+        stream: Stream,
+        bytes: Vec<u8>,
+    },
+    DataEnd(Generation),
+    Timeout,
+}
+
+fn nonsense_step(u: &mut Unstructured<'_>, m: &ContainerMachine) -> arbitrary::Result<Step> {
+    Ok(match u.int_in_range(0..=9u8)? {
+        0 => Step::Event(Event::arbitrary(u)?),
+        1 => Step::Timeout,
+        2 | 3 => Step::DataFrame {
+            generation: pick_generation(u, m)?,
+            stream: Stream::arbitrary(u)?,
+            bytes: frame_bytes(u)?,
+        },
+        4 => Step::DataEnd(pick_generation(u, m)?),
+        5 => Step::Event(Event::Frame {
+            generation: pick_generation(u, m)?,
+            stream: Stream::arbitrary(u)?,
+            bytes: frame_bytes(u)?,
+        }),
+        6 => Step::Event(Event::ReaderExited {
+            generation: pick_generation(u, m)?,
+            exit: ReaderExit::arbitrary(u)?,
+        }),
+        7 => Step::Event(Event::StreamOpened {
+            generation: pick_generation(u, m)?,
+        }),
+        8 => Step::Event(Event::EndOfStream {
+            generation: pick_generation(u, m)?,
+        }),
+        _ => Step::Event(match u.int_in_range(0..=6u8)? {
+            0 => Event::ContainerStarted,
+            1 => Event::ContainerDied,
+            2 => Event::ContainerRemoved,
+            3 => Event::RotationDue,
+            4 => Event::HeartbeatTick {
+                running: u.arbitrary()?,
+            },
+            5 => Event::HeartbeatExited,
+            _ => Event::StopRequested,
+        }),
+    })
+}
+
+fn nonsense_run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
+    let config = config(u)?;
+    let start = if u.arbitrary()? {
+        Timestamp(0)
+    } else {
+        Timestamp(BASE + u64::from(u.int_in_range(0..=8u8)?))
+    };
+    let streams = if u.ratio(1u8, 4u8)? {
+        StreamSet::TTY
+    } else {
+        StreamSet::MULTIPLEXED
+    };
+    let mut m = ContainerMachine::new(config, Cursor::new(start, streams));
+    let mut watch = Watch::new(&m);
+    let mut emitted: [Vec<Delivered>; 3] = Default::default();
+    let mut now = Instant(0);
+    for _ in 0..MAX_STEPS {
+        if u.is_empty() {
+            break;
+        }
+        now = now.after(match u.int_in_range(0..=3u8)? {
+            0 => Duration::ZERO,
+            1 => Duration::from_nanos(u.arbitrary::<u64>()?),
+            _ => Duration::from_millis(u64::from(u.arbitrary::<u16>()?)),
+        });
+        let step = nonsense_step(u, &m)?;
+        trace!("@{} {step:?}", now.0);
+        let was_stopped = m.is_stopped();
+        // Lines handed to a sink by the data path, and every command, in order.
+        let mut sunk: Vec<Line> = Vec::new();
+        let mut commands: Vec<Command> = Vec::new();
+        match &step {
+            Step::Event(e) => {
+                // `handle` and the data path must agree: run the data path on a twin.
+                let mut twin = m.clone();
+                let twin_lines = match e {
+                    Event::Frame {
+                        generation,
+                        stream,
+                        bytes,
+                    } => {
+                        let mut lines = Vec::new();
+                        twin.handle_frame(now, *generation, *stream, bytes, &mut lines);
+                        Some(lines)
+                    }
+                    Event::EndOfStream { generation } => {
+                        let mut lines = Vec::new();
+                        twin.handle_end_of_stream(*generation, &mut lines);
+                        Some(lines)
+                    }
+                    _ => None,
+                };
+                m.handle(now, e.clone());
+                commands.extend(std::iter::from_fn(|| m.poll_command()));
+                if let Some(twin_lines) = twin_lines {
+                    let (emits, rest): (Vec<_>, Vec<_>) = commands
+                        .iter()
+                        .cloned()
+                        .partition(|c| matches!(c, Command::Emit(_)));
+                    let twin_rest: Vec<_> = std::iter::from_fn(|| twin.poll_command()).collect();
+                    let twin_emits: Vec<_> = twin_lines.into_iter().map(Command::Emit).collect();
+                    assert_eq!(
+                        emits, twin_emits,
+                        "handle and the data path emit differently for {e:?}"
+                    );
+                    assert_eq!(
+                        rest, twin_rest,
+                        "handle and the data path command differently for {e:?}"
+                    );
+                    assert_eq!(
+                        m, twin,
+                        "handle and the data path leave different states after {e:?}"
+                    );
+                }
+            }
+            Step::DataFrame {
+                generation,
+                stream,
+                bytes,
+            } => {
+                let live = m.live_generation();
+                let flow = m.handle_frame(now, *generation, *stream, bytes, &mut sunk);
+                if live != Some(*generation) {
+                    assert_eq!(
+                        flow,
+                        Flow::Stop,
+                        "a frame of a generation not live must stop its reader"
+                    );
+                }
+            }
+            Step::DataEnd(generation) => m.handle_end_of_stream(*generation, &mut sunk),
+            Step::Timeout => m.handle_timeout(now),
+        }
+        commands.extend(std::iter::from_fn(|| m.poll_command()));
+        if was_stopped {
+            assert!(
+                sunk.is_empty() && commands.is_empty(),
+                "a stopped machine gave {sunk:?} {commands:?}"
+            );
+        }
+        watch.step(&m, &step);
+        for l in &sunk {
+            trace!("  -> sink {l:?}");
+            check_line(&mut emitted, start, l);
+        }
+        for c in &commands {
+            trace!("  -> {c:?}");
+            if let Command::Emit(l) = c {
+                check_line(&mut emitted, start, l);
+            }
+            watch.command(&m, c, was_stopped);
+        }
+        fire_due(&mut m, now, &mut watch, &mut |c| {
+            if let Command::Emit(l) = c {
+                panic!("a timeout emitted {l:?}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Calls `handle_timeout` while a deadline is due; it must consume it.
+fn fire_due(
+    m: &mut ContainerMachine,
+    now: Instant,
+    watch: &mut Watch,
+    on: &mut dyn FnMut(&Command),
+) {
+    for round in 0.. {
+        match m.poll_timeout() {
+            Some(t) if t <= now => {
+                assert!(
+                    round < 3,
+                    "handle_timeout does not consume a due deadline ({t:?} <= {now:?})"
+                );
+                trace!("@{} timeout due at {}", now.0, t.0);
+                let was_stopped = m.is_stopped();
+                m.handle_timeout(now);
+                watch.step(m, &"handle_timeout");
+                while let Some(c) = m.poll_command() {
+                    trace!("  -> {c:?}");
+                    watch.command(m, &c, was_stopped);
+                    on(&c);
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differential: a world around the machine.
+
+/// What happens next in the world.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+enum Action {
+    /// The container writes one entry (if it runs): a whole line, or a 16 KiB part of one.
+    Write {
+        stderr: bool,
+        step: u8,
+        part: bool,
+        filler: u8,
+    },
+    /// Time passes; due deadlines fire.
+    Advance { ms: u16 },
+    /// The daemon answers the live reader's request with 200.
+    Open,
+    /// The live reader forwards up to `n` entries (through `handle`, or the data path).
+    Send { n: u8, via_event: bool },
+    /// The live reader's request or stream fails.
+    Fail { bad_frame: bool },
+    /// The live reader exits as it must: after its clean end, or because it was told to stop.
+    Exit,
+    /// The daemon ends the live stream cleanly (the container stopped and all was sent, or a
+    /// daemon restart while it runs).
+    CleanEnd { via_event: bool },
+    /// The container stops.
+    Stop,
+    /// The container starts (or the runtime hears of it again).
+    Start,
+    /// The heartbeat's inspect comes back: true, or stale (before the last stop or start).
+    Tick { stale: bool },
+    /// The heartbeat task exits (as told, or by itself).
+    HeartbeatExit,
+    /// A rotation is due now.
+    Rotate,
+    /// The live reader forwards a frame whose prefix is not a timestamp.
+    Garbage,
+    /// An event for a generation that is not the live one.
+    Stale { which: u8, kind: u8 },
+    /// The capturer shuts down; once the machine is stopped it starts again from the checkpoint.
+    StopCapturer,
+    /// `handle_timeout` whether or not anything is due.
+    Timeout,
+}
+
+#[derive(Clone, Debug)]
+struct Reader {
+    generation: Generation,
+    filter: SinceFilter,
+    opened: bool,
+    /// Index of the next log entry it considers.
+    pos: usize,
+    cancelled: bool,
+    /// The machine said `Flow::Stop`.
+    stopped_reading: bool,
+    /// It sent `EndOfStream`.
+    ended: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hb {
+    None,
+    Live,
+    Stopping,
+}
+
+/// The container, the daemon, the tasks, and the record of what the machine emitted.
+pub struct World {
+    config: Config,
+    rule: SinceRule,
+    start: Timestamp,
+    m: ContainerMachine,
+    watch: Watch,
+    now: Instant,
+    log: Vec<Entry>,
+    clocks: [u64; 2],
+    fresh: [bool; 2],
+    running: bool,
+    prev_running: bool,
+    reader: Option<Reader>,
+    hb: Hb,
+    emitted: [Vec<Delivered>; 3],
+    restarts: u32,
+    tag: u32,
+}
+
+const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+impl World {
+    fn new(u: &mut Unstructured<'_>) -> arbitrary::Result<World> {
+        let config = config(u)?;
+        let rule = if u.arbitrary()? {
+            SinceRule::SkipUntilFirst
+        } else {
+            SinceRule::DropAllBefore
+        };
+        let clocks = [
+            BASE + u64::from(u.arbitrary::<u8>()?),
+            BASE + u64::from(u.arbitrary::<u8>()?),
+        ];
+        let start = if u.arbitrary()? {
+            Timestamp(0)
+        } else {
+            Timestamp(BASE + u64::from(u.arbitrary::<u8>()?))
+        };
+        let running = u.arbitrary()?;
+        let m = ContainerMachine::new(config.clone(), Cursor::new(start, StreamSet::MULTIPLEXED));
+        let watch = Watch::new(&m);
+        let mut w = World {
+            config,
+            rule,
+            start,
+            m,
+            watch,
+            now: Instant(0),
+            log: Vec::new(),
+            clocks,
+            fresh: [false; 2],
+            running,
+            prev_running: !running,
+            reader: None,
+            hb: Hb::None,
+            emitted: Default::default(),
+            restarts: 0,
+            tag: 0,
+        };
+        trace!(
+            "world: rule {rule:?}, start {}, clocks {clocks:?}, running {running}, {:?}",
+            start.0,
+            w.config
+        );
+        w.handle(if running {
+            Event::ContainerStarted
+        } else {
+            Event::ContainerDied
+        });
+        Ok(w)
+    }
+
+    fn handle(&mut self, e: Event) {
+        trace!("@{} {e:?}", self.now.0);
+        let was_stopped = self.m.is_stopped();
+        self.m.handle(self.now, e.clone());
+        self.after(&e, was_stopped, Vec::new());
+    }
+
+    /// After any call into the machine: check, carry out the commands, restart if stopped.
+    fn after(&mut self, what: &dyn std::fmt::Debug, was_stopped: bool, sunk: Vec<Line>) {
+        self.watch.step(&self.m, what);
+        for l in &sunk {
+            trace!("  -> sink {l:?}");
+            check_line(&mut self.emitted, self.start, l);
+        }
+        while let Some(c) = self.m.poll_command() {
+            trace!("  -> {c:?}");
+            self.watch.command(&self.m, &c, was_stopped);
+            self.carry_out(c);
+        }
+        if self.m.is_stopped() {
+            self.restart_capturer();
+        }
+    }
+
+    fn carry_out(&mut self, c: Command) {
+        match c {
+            Command::OpenStream { generation, since } => {
+                assert!(
+                    self.reader.is_none(),
+                    "g{} opened while the world still runs reader {:?}",
+                    generation.0,
+                    self.reader
+                );
+                self.reader = Some(Reader {
+                    generation,
+                    filter: SinceFilter::new(self.rule, since.0),
+                    opened: false,
+                    pos: 0,
+                    cancelled: false,
+                    stopped_reading: false,
+                    ended: false,
+                });
+            }
+            Command::CancelReader { generation, .. } => match &mut self.reader {
+                Some(r) if r.generation == generation => r.cancelled = true,
+                other => panic!(
+                    "cancel of g{} while the world runs reader {other:?}",
+                    generation.0
+                ),
+            },
+            Command::StartHeartbeat => {
+                assert_eq!(self.hb, Hb::None, "a second heartbeat started");
+                self.hb = Hb::Live;
+            }
+            Command::StopHeartbeat => {
+                assert_eq!(self.hb, Hb::Live, "stop of a heartbeat that is not live");
+                self.hb = Hb::Stopping;
+            }
+            Command::Emit(l) => check_line(&mut self.emitted, self.start, &l),
+            Command::Forget => panic!("Forget without a removal"),
+            Command::Checkpoint(_) | Command::Report(_) => {}
+        }
+    }
+
+    /// The machine stopped (the capturer shut down): start a new one from the last checkpoint.
+    fn restart_capturer(&mut self) {
+        assert!(
+            self.reader.is_none(),
+            "stopped with a reader running: {:?}",
+            self.reader
+        );
+        assert_eq!(self.hb, Hb::None, "stopped with a heartbeat running");
+        let Some(cursor) = self.watch.checkpoint.clone() else {
+            panic!("stopped without a checkpoint");
+        };
+        assert_eq!(
+            &cursor,
+            self.m.cursor(),
+            "the last checkpoint is not the final cursor"
+        );
+        self.restarts += 1;
+        trace!("capturer restart #{} from {cursor:?}", self.restarts);
+        self.m = ContainerMachine::new(self.config.clone(), cursor);
+        self.watch = Watch {
+            checkpoint: self.watch.checkpoint.take(),
+            ..Watch::new(&self.m)
+        };
+        let e = if self.running {
+            Event::ContainerStarted
+        } else {
+            Event::ContainerDied
+        };
+        self.handle(e);
+    }
+
+    fn fire_due(&mut self) {
+        for round in 0.. {
+            match self.m.poll_timeout() {
+                Some(t) if t <= self.now => {
+                    assert!(round < 3, "handle_timeout does not consume a due deadline");
+                    trace!("@{} timeout (due {})", self.now.0, t.0);
+                    let was_stopped = self.m.is_stopped();
+                    self.m.handle_timeout(self.now);
+                    self.after(&"handle_timeout", was_stopped, Vec::new());
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A reader's stream ended and its exit is not observed yet (see [`clean_end_races`]).
+    fn exit_pending(&self) -> bool {
+        !clean_end_races() && self.reader.as_ref().is_some_and(|r| r.ended)
+    }
+
+    fn write(&mut self, stderr: bool, step: u8, part: bool, filler: u8) {
+        if !self.running || self.exit_pending() {
+            return;
+        }
+        let i = usize::from(stderr);
+        let mut delta = match step {
+            0..=159 => 0,
+            160..=239 => u64::from(step - 159),
+            _ => u64::from(step - 239) * 400_000_000,
+        };
+        if self.fresh[i] {
+            delta = delta.max(1);
+            self.fresh[i] = false;
+        }
+        self.clocks[i] += delta;
+        self.tag += 1;
+        let mut payload = format!("{}{}", if stderr { 'e' } else { 'o' }, self.tag).into_bytes();
+        payload.extend(std::iter::repeat_n(b'.', usize::from(filler % 8)));
+        if !part {
+            payload.push(b'\n');
+        }
+        let entry = Entry {
+            stream: STREAMS[i],
+            ts: Timestamp(self.clocks[i]),
+            payload,
+        };
+        trace!(
+            "write #{} {} {} {:?}",
+            self.log.len(),
+            entry.stream,
+            entry.ts.0,
+            String::from_utf8_lossy(&entry.payload)
+        );
+        self.log.push(entry);
+    }
+
+    /// The live reader, if it can forward frames.
+    fn reading(&self) -> Option<&Reader> {
+        self.reader
+            .as_ref()
+            .filter(|r| r.opened && !r.ended && !r.stopped_reading)
+    }
+
+    fn frame(&mut self, generation: Generation, stream: Stream, bytes: Vec<u8>, via_event: bool) {
+        if via_event {
+            self.handle(Event::Frame {
+                generation,
+                stream,
+                bytes,
+            });
+            return;
+        }
+        trace!(
+            "@{} data frame g{} {stream} {:?}",
+            self.now.0,
+            generation.0,
+            String::from_utf8_lossy(&bytes)
+        );
+        let was_stopped = self.m.is_stopped();
+        let mut sunk = Vec::new();
+        let flow = self
+            .m
+            .handle_frame(self.now, generation, stream, &bytes, &mut sunk);
+        if flow == Flow::Stop {
+            if let Some(r) = &mut self.reader {
+                if r.generation == generation {
+                    r.stopped_reading = true;
+                }
+            }
+        }
+        self.after(&"handle_frame", was_stopped, sunk);
+    }
+
+    fn send(&mut self, n: usize, via_event: bool) {
+        for _ in 0..n {
+            let Some(r) = self.reading() else { return };
+            let generation = r.generation;
+            let mut filter = r.filter;
+            let mut pos = r.pos;
+            let next = loop {
+                let Some(e) = self.log.get(pos) else {
+                    break None;
+                };
+                pos += 1;
+                if filter.sends(e.ts) {
+                    break Some((e.stream, e.frame()));
+                }
+            };
+            if let Some(r) = &mut self.reader {
+                r.filter = filter;
+                r.pos = pos;
+            }
+            let Some((stream, bytes)) = next else { return };
+            self.frame(generation, stream, bytes, via_event);
+        }
+    }
+
+    fn exit(&mut self, exit: ReaderExit) {
+        if let Some(r) = self.reader.take() {
+            self.handle(Event::ReaderExited {
+                generation: r.generation,
+                exit,
+            });
+        }
+    }
+
+    /// Whether the live reader has entries left to send.
+    fn unsent(&self) -> bool {
+        let Some(r) = &self.reader else { return false };
+        let mut filter = r.filter;
+        self.log[r.pos.min(self.log.len())..]
+            .iter()
+            .any(|e| filter.sends(e.ts))
+    }
+
+    /// Whether the live reader has sent part of a line whose next part it has not sent.
+    fn mid_line(&self) -> bool {
+        let Some(r) = &self.reader else { return false };
+        let (sent, unsent) = self.log.split_at(r.pos.min(self.log.len()));
+        STREAMS.iter().any(|&s| {
+            let last = sent.iter().rev().find(|e| e.stream == s);
+            last.is_some_and(|l| {
+                l.payload.last() != Some(&b'\n')
+                    && unsent.iter().any(|e| e.stream == s && e.ts == l.ts)
+            })
+        })
+    }
+
+    fn clean_end(&mut self, via_event: bool) {
+        let Some(r) = self.reading() else { return };
+        if !self.running && self.unsent() {
+            // A stopped container's stream ends only once everything was sent.
+            return;
+        }
+        if !early_end_mid_line() && self.mid_line() {
+            return;
+        }
+        let generation = r.generation;
+        if let Some(r) = &mut self.reader {
+            r.ended = true;
+        }
+        if self.running {
+            // A daemon restart: the log copier starts again, later.
+            self.fresh = [true; 2];
+        }
+        if via_event {
+            self.handle(Event::EndOfStream { generation });
+        } else {
+            trace!("@{} data end of stream g{}", self.now.0, generation.0);
+            let was_stopped = self.m.is_stopped();
+            let mut sunk = Vec::new();
+            self.m.handle_end_of_stream(generation, &mut sunk);
+            self.after(&"handle_end_of_stream", was_stopped, sunk);
+        }
+    }
+
+    fn act(&mut self, a: Action) {
+        trace!("action {a:?}");
+        match a {
+            Action::Write {
+                stderr,
+                step,
+                part,
+                filler,
+            } => self.write(stderr, step, part, filler),
+            Action::Advance { ms } => {
+                self.now = self.now.after(Duration::from_millis(u64::from(ms % 4096)));
+                self.fire_due();
+            }
+            Action::Open => {
+                if let Some(r) = &mut self.reader {
+                    if !r.opened {
+                        r.opened = true;
+                        let generation = r.generation;
+                        self.handle(Event::StreamOpened { generation });
+                    }
+                }
+            }
+            Action::Send { n, via_event } => self.send(usize::from(n % 8) + 1, via_event),
+            Action::Fail { bad_frame } => {
+                if self.reader.as_ref().is_some_and(|r| !r.ended) {
+                    let e = if bad_frame {
+                        ReadError::BadFrame
+                    } else {
+                        ReadError::Transient
+                    };
+                    self.exit(ReaderExit::Failed(e));
+                }
+            }
+            Action::Exit => match &self.reader {
+                Some(r) if r.ended => self.exit(ReaderExit::CleanEnd),
+                Some(r) if r.cancelled || r.stopped_reading => self.exit(ReaderExit::Cancelled),
+                _ => {}
+            },
+            Action::CleanEnd { via_event } => self.clean_end(via_event),
+            Action::Stop => {
+                if self.exit_pending() {
+                    return;
+                }
+                if self.running {
+                    self.running = false;
+                    self.prev_running = true;
+                    self.fresh = [true; 2];
+                }
+                self.handle(Event::ContainerDied);
+            }
+            Action::Start => {
+                if !self.running {
+                    self.running = true;
+                    self.prev_running = false;
+                    self.fresh = [true; 2];
+                }
+                self.handle(Event::ContainerStarted);
+            }
+            Action::Tick { stale } => {
+                let running = if stale {
+                    self.prev_running
+                } else {
+                    self.running
+                };
+                let misleads = self.running && !running && !clean_end_races();
+                if self.hb != Hb::None && !misleads {
+                    self.handle(Event::HeartbeatTick { running });
+                }
+            }
+            Action::HeartbeatExit => {
+                if self.hb != Hb::None {
+                    self.hb = Hb::None;
+                    self.handle(Event::HeartbeatExited);
+                }
+            }
+            Action::Rotate => self.handle(Event::RotationDue),
+            Action::Garbage => {
+                if let Some(r) = self.reading() {
+                    let generation = r.generation;
+                    self.frame(
+                        generation,
+                        Stream::Stdout,
+                        b"2024-13-01T00:00:00Z garbage\n".to_vec(),
+                        false,
+                    );
+                }
+            }
+            Action::Stale { which, kind } => self.stale(which, kind),
+            Action::StopCapturer => self.handle(Event::StopRequested),
+            Action::Timeout => {
+                trace!("@{} handle_timeout", self.now.0);
+                let was_stopped = self.m.is_stopped();
+                self.m.handle_timeout(self.now);
+                self.after(&"handle_timeout", was_stopped, Vec::new());
+            }
+        }
+    }
+
+    /// An event about a generation that is not live: late news of a joined one, or nonsense.
+    fn stale(&mut self, which: u8, kind: u8) {
+        let opened = self.m.generation().0;
+        let generation = Generation(match which % 4 {
+            0 => 0,
+            1 => opened.saturating_sub(1),
+            2 => opened + 1,
+            _ => opened.saturating_sub(2),
+        });
+        if self.m.live_generation() == Some(generation) {
+            return;
+        }
+        let e = match kind % 5 {
+            0 | 1 => {
+                let Some(entry) = self.log.get(usize::from(which) % self.log.len().max(1)) else {
+                    return;
+                };
+                Event::Frame {
+                    generation,
+                    stream: entry.stream,
+                    bytes: entry.frame(),
+                }
+            }
+            2 => Event::StreamOpened { generation },
+            3 => Event::EndOfStream { generation },
+            _ => Event::ReaderExited {
+                generation,
+                exit: ReaderExit::Cancelled,
+            },
+        };
+        self.handle(e);
+    }
+
+    /// The container stops; everything runs until nothing is left to do.
+    fn quiesce(&mut self) {
+        trace!("--- quiesce");
+        if self.exit_pending() {
+            self.exit(ReaderExit::CleanEnd);
+        }
+        if self.running {
+            self.running = false;
+            self.prev_running = true;
+            self.fresh = [true; 2];
+        }
+        self.handle(Event::ContainerDied);
+        if self.hb == Hb::Live {
+            self.handle(Event::HeartbeatTick { running: false });
+        }
+        let mut ticked = false;
+        for _ in 0..10_000 {
+            if let Some(r) = self.reader.clone() {
+                if !r.opened {
+                    self.act(Action::Open);
+                } else if r.ended {
+                    self.exit(ReaderExit::CleanEnd);
+                } else if r.cancelled || r.stopped_reading {
+                    self.exit(ReaderExit::Cancelled);
+                } else if r.pos < self.log.len() {
+                    self.send(self.log.len(), false);
+                } else {
+                    self.clean_end(false);
+                }
+                ticked = false;
+                continue;
+            }
+            if self.hb == Hb::Stopping {
+                self.act(Action::HeartbeatExit);
+                continue;
+            }
+            if let Some(t) = self.m.poll_timeout() {
+                self.now = self.now.max(t);
+                self.fire_due();
+                ticked = false;
+                continue;
+            }
+            if self.hb == Hb::Live && !ticked {
+                self.handle(Event::HeartbeatTick { running: false });
+                ticked = true;
+                continue;
+            }
+            return;
+        }
+        panic!(
+            "the world did not come to rest in 10,000 steps\n{:#?}",
+            self.m
+        );
+    }
+
+    fn verdict(&self, actions: &[Action]) {
+        for stream in STREAMS {
+            let want = reference::expected(&self.log, stream, self.config.partial_cap, self.start);
+            let got = &self.emitted[stream.index()];
+            if *got != want {
+                let show = |d: &[Delivered]| {
+                    d.iter()
+                        .map(|d| format!("  {d}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let log: Vec<String> = self
+                    .log
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        format!(
+                            "  #{i} {} {} {:?}",
+                            e.stream,
+                            e.ts.0,
+                            String::from_utf8_lossy(&e.payload)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{stream}: the machine's lines differ from the reference's\n\
+                     rule {:?}, start {}, cap {}, restarts {}\nwant:\n{}\ngot:\n{}\nlog:\n{}\nactions: {actions:?}\n\
+                     (CAPTURER_FUZZ_TRACE=1 prints every step)",
+                    self.rule,
+                    self.start.0,
+                    self.config.partial_cap,
+                    self.restarts,
+                    show(&want),
+                    show(got),
+                    log.join("\n")
+                );
+            }
+        }
+    }
+}
+
+fn differential(u: &mut Unstructured<'_>) {
+    let Ok(mut world) = World::new(u) else {
+        return;
+    };
+    let mut actions = Vec::new();
+    while !u.is_empty() && actions.len() < MAX_STEPS {
+        match Action::arbitrary(u) {
+            Ok(a) => actions.push(a),
+            Err(_) => break,
+        }
+    }
+    for a in &actions {
+        world.act(*a);
+    }
+    world.quiesce();
+    world.verdict(&actions);
+}
