@@ -1,0 +1,4 @@
+//! `cursor`: see `capturer_model::fuzz::cursor` and docs/fuzzing.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| capturer_model::fuzz::cursor(data));

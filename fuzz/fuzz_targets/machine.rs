@@ -1,0 +1,4 @@
+//! `machine`: see `capturer_model::fuzz::machine` and docs/fuzzing.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| capturer_model::fuzz::machine(data));
