@@ -1,0 +1,329 @@
+//! The scope's join and counter invariants over every interleaving, under loom.
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p capturer-core --release --test loom_scopes -- --nocapture
+//! ```
+//!
+//! `capturer_core::scope` is the code the runtime runs: under `cfg(loom)` its atomics, lock
+//! and condvar are loom's (see `core/src/sync.rs`), so loom schedules every step of it. Each
+//! test prints how many interleavings it explored (shown with `--nocapture`) and fails if it
+//! explored only one. loom allows 4 threads besides main here; no test spawns more than 3.
+#![cfg(loom)]
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+// Test scaffolding (the cells, the signals) is shared through std's `Arc`, whose reference
+// counting loom does not schedule; only the scope under test pays for loom's `Arc`.
+use std::sync::Arc as StdArc;
+use std::time::Instant;
+
+use capturer_core::scope::{Scope, ScopeGuard};
+use loom::cell::UnsafeCell;
+use loom::future::block_on;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+
+/// Runs `body` under `loom::model`, counting the interleavings (one call per execution).
+fn explore(name: &str, body: impl Fn() + Sync + Send + 'static) -> usize {
+    let executions = StdArc::new(StdAtomicUsize::new(0));
+    let counter = executions.clone();
+    let started = Instant::now();
+    loom::model(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        body();
+    });
+    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "loom {name}: {executions} interleavings explored in {:.1?}, all passed",
+        started.elapsed()
+    );
+    assert!(
+        executions > 1,
+        "{name}: loom explored a single interleaving"
+    );
+    executions
+}
+
+/// A data cell written by a task before it leaves its scope and read after the join: loom
+/// reports a causality violation if the join does not happen-after the write.
+struct Slot(UnsafeCell<u32>);
+
+// SAFETY: loom tracks every access to the cell and fails the test on an unsynchronized one.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot(UnsafeCell::new(0))
+    }
+    fn write(&self, value: u32) {
+        // SAFETY: checked by loom (see the `Sync` impl).
+        self.0.with_mut(|p| unsafe { *p = value });
+    }
+    fn read(&self) -> u32 {
+        // SAFETY: checked by loom (see the `Sync` impl).
+        self.0.with(|p| unsafe { *p })
+    }
+}
+
+/// The order that ends a task: "stop" for the heartbeat, "cancel" for a reader. A flag and an
+/// unpark: loom schedules the flag's two accesses, while park and unpark cost no scheduling
+/// point (a `Mutex` and `Condvar` here multiplied test e's interleavings by more than ten).
+#[derive(Clone)]
+struct Signal {
+    raised: StdArc<AtomicBool>,
+    task: thread::Thread,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.task.unpark();
+    }
+}
+
+fn enter(scope: &Scope) -> ScopeGuard {
+    match scope.enter() {
+        Some(guard) => guard,
+        None => panic!("{} is closed", scope.name()),
+    }
+}
+
+/// Waits for a thread's end (loom fails the model on any thread's panic by itself).
+fn join(thread: thread::JoinHandle<()>) {
+    if let Err(panic) = thread.join() {
+        panic::resume_unwind(panic);
+    }
+}
+
+/// a. With three tasks inside, a scope's join completes only after every guard is dropped
+/// (their writes are visible to it, or loom reports the race) and never misses the last drop,
+/// which races with the close: a missed wakeup would leave the joiner asleep for good, which
+/// loom reports as a deadlock.
+#[test]
+fn a_join_completes_after_every_drop_three_holders() {
+    explore("a (3 holders, close racing, async join)", || {
+        let scope = Scope::named("a");
+        let slots: StdArc<Vec<Slot>> = StdArc::new((0..3).map(|_| Slot::new()).collect());
+        for i in 0..3 {
+            let guard = enter(&scope);
+            let slots = slots.clone();
+            thread::spawn(move || {
+                slots[i].write(1);
+                drop(guard);
+            });
+        }
+        scope.close();
+        block_on(scope.join());
+        assert!(slots.iter().all(|slot| slot.read() == 1), "joined early");
+        assert_eq!(scope.live(), 0);
+    });
+}
+
+/// a, with two joiners of both kinds: a thread in `join_blocking` and the main thread's async
+/// join wait on one scope; the last drop, racing with the close, wakes both.
+#[test]
+fn a_join_wakes_every_joiner() {
+    explore("a (close racing, async + blocking joiners)", || {
+        let scope = Scope::named("a");
+        let slot = StdArc::new(Slot::new());
+        let guard = enter(&scope);
+        {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                slot.write(1);
+                drop(guard);
+            });
+        }
+        {
+            let scope = scope.clone();
+            let slot = slot.clone();
+            thread::spawn(move || {
+                scope.join_blocking();
+                assert_eq!(slot.read(), 1, "joined early");
+            });
+        }
+        scope.close();
+        block_on(scope.join());
+        assert_eq!(slot.read(), 1, "joined early");
+    });
+}
+
+/// b. enter, drop and close race. The count never goes below zero (the guard's drop asserts it
+/// under loom, and no observed count exceeds the guards that can exist) and join never
+/// returns while a guard lives: the task inside writes its slot while it holds its guard, the
+/// joiner reads it after the join, and loom reports the race if the two can overlap.
+#[test]
+fn b_count_never_below_zero_and_join_never_early() {
+    explore("b (enter, drop, close racing)", || {
+        let scope = Scope::named("b");
+        let inside = StdArc::new(Slot::new());
+
+        // Entered before the race, dropped during it.
+        let early = enter(&scope);
+        thread::spawn(move || drop(early));
+        // Enters during the race, unless the close comes first.
+        {
+            let scope = scope.clone();
+            let inside = inside.clone();
+            thread::spawn(move || {
+                if let Some(guard) = scope.enter() {
+                    inside.write(1);
+                    assert!((1..=2).contains(&scope.live()));
+                    drop(guard);
+                }
+            });
+        }
+        {
+            let scope = scope.clone();
+            thread::spawn(move || {
+                scope.close();
+                assert!(scope.enter().is_none(), "entered a closed scope");
+            });
+        }
+
+        block_on(scope.join());
+        // Closed and empty, for good; the enterer's task, if it ran, is over and its write
+        // visible (loom reports the race otherwise).
+        assert_eq!(scope.live(), 0);
+        assert!(scope.enter().is_none());
+        let _ = inside.read();
+    });
+}
+
+/// How the container's tasks are counted: the fix, or the seed's bug.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// One scope for the container (its heartbeat) and one per reader generation.
+    PerLifecycle,
+    /// The seed bug: one scope (the Go `WaitGroup`) for the heartbeat and the readers.
+    Shared,
+}
+
+/// Spawns a task that holds `guard` until its signal is raised: the heartbeat (until stop), or
+/// a reader (until cancelled).
+fn spawn_task(guard: ScopeGuard) -> (thread::JoinHandle<()>, Signal) {
+    let raised = StdArc::new(AtomicBool::new(false));
+    let handle = {
+        let raised = raised.clone();
+        thread::spawn(move || {
+            let _guard = guard;
+            while !raised.load(Ordering::Acquire) {
+                thread::park();
+            }
+        })
+    };
+    let task = handle.thread().clone();
+    (handle, Signal { raised, task })
+}
+
+/// c and d: a container's life, as the runtime lives it. A heartbeat that runs until told to
+/// stop; a reader per generation that runs until cancelled; a rotation that cancels the
+/// current reader and joins its generation; a second generation; then stop, which tells the
+/// heartbeat and the reader to end and joins everything. `layout` decides which scope each
+/// task is counted in, and nothing else.
+fn container_lifetime(layout: Layout) {
+    let container = Scope::named("container");
+    let (heartbeat, stop) = spawn_task(enter(&container));
+    let generation_scope = |n: u32| match layout {
+        Layout::PerLifecycle => Scope::named(format!("generation {n}")),
+        Layout::Shared => container.clone(),
+    };
+
+    let first = generation_scope(1);
+    let (reader, cancel) = spawn_task(enter(&first));
+    // The rotation: cancel generation 1 and join its scope, then open generation 2.
+    cancel.raise();
+    first.close();
+    block_on(first.join());
+    join(reader);
+    let second = generation_scope(2);
+    let (reader, cancel) = spawn_task(enter(&second));
+
+    // Stop: the heartbeat and the current reader are told to end; both scopes are joined.
+    stop.raise();
+    cancel.raise();
+    container.close();
+    second.close();
+    second.join_blocking();
+    block_on(container.join());
+    assert_eq!(container.live() + second.live(), 0);
+    join(reader);
+    join(heartbeat);
+}
+
+#[test]
+fn c_seed_fix_rotation_joins_only_its_generation() {
+    explore("c (seed fix: scope per lifecycle)", || {
+        container_lifetime(Layout::PerLifecycle)
+    });
+}
+
+#[test]
+fn d_seed_bug_shared_scope_deadlocks_and_loom_finds_it() {
+    let executions = StdArc::new(StdAtomicUsize::new(0));
+    let counter = executions.clone();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        loom::model(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            container_lifetime(Layout::Shared);
+        })
+    }));
+    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
+    let message = match outcome {
+        Ok(()) => panic!("loom passed the shared-scope mutant over {executions} interleavings"),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    };
+    println!("loom d (seed bug: one shared scope): failed at interleaving {executions}: {message}");
+    assert!(
+        message.starts_with("deadlock"),
+        "loom failed the mutant, but not with a deadlock: {message}"
+    );
+    // The seed's deadlock exactly: the main thread (the rotation, joining) and the heartbeat
+    // (waiting for a stop that comes after the rotation) are blocked, generation 1's reader
+    // has ended, and generation 2 never started.
+    assert!(
+        message.contains("(Id(0), Blocked")
+            && message.contains("(Id(1), Blocked")
+            && message.contains("(Id(2), Terminated)")
+            && !message.contains("Id(3)"),
+        "not the seed's deadlock: {message}"
+    );
+}
+
+/// e. Stop races a rotation: stop arrives from another thread before, while or after the
+/// rotation joins generation 1. Stop tells the heartbeat to end, closes the container and
+/// joins it, while the rotation joins the generation. Everything joins, every thread ends,
+/// and loom's leak check passes: every loom `Arc` (each scope's, each guard's and join's
+/// reference to it, each parked waker) is dropped by the end of every execution.
+#[test]
+fn e_stop_racing_a_rotation_joins_everything() {
+    explore("e (stop racing a rotation)", || {
+        let container = Scope::named("container");
+        let (heartbeat, stop) = spawn_task(enter(&container));
+        let generation = Scope::named("generation 1");
+        let (reader, cancel) = spawn_task(enter(&generation));
+        let stopper = {
+            let container = container.clone();
+            thread::spawn(move || {
+                stop.raise();
+                container.close();
+                container.join_blocking();
+            })
+        };
+
+        // The rotation.
+        cancel.raise();
+        generation.close();
+        block_on(generation.join());
+        join(reader);
+        join(stopper);
+        join(heartbeat);
+        assert_eq!(container.live() + generation.live(), 0);
+        assert!(container.is_closed() && generation.is_closed());
+    });
+}
