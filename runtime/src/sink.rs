@@ -50,6 +50,9 @@ pub enum SinkMsg {
         /// The container.
         id: Arc<str>,
     },
+    /// Write and persist everything before this, then end (even if a sender is still alive,
+    /// as after a stop that timed out).
+    Close,
 }
 
 /// The running sink thread.
@@ -60,8 +63,11 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Waits for the sink to write and persist everything sent, once every sender is dropped.
+    /// Has the sink write and persist everything sent so far, and waits for it to end.
+    /// Blocking: call it outside the async runtime.
     pub fn finish(self) -> io::Result<()> {
+        // If the thread is gone already, join reports why.
+        let _ = self.tx.blocking_send(SinkMsg::Close);
         drop(self.tx);
         self.thread
             .join()
@@ -143,8 +149,8 @@ impl Sink {
             loop {
                 tokio::select! {
                     msg = rx.recv() => match msg {
+                        Some(SinkMsg::Close) | None => break,
                         Some(msg) => self.handle(msg),
-                        None => break,
                     },
                     _ = tick.tick() => self.checkpoint(),
                 }
@@ -166,6 +172,7 @@ impl Sink {
             SinkMsg::Checkpoint { id, cursor } => {
                 self.positions.entry(id).or_default().flushed = Some(cursor);
             }
+            SinkMsg::Close => {}
             SinkMsg::Forget { id } => {
                 if let Out::Files { open, .. } = &mut self.out {
                     if let Some(f) = open.remove(&id) {
