@@ -180,7 +180,7 @@ fn cursor_well_formed(m: &ContainerMachine) -> Result<(), Violation> {
         }
     }
     let cap = m.config.partial_cap.max(1);
-    if m.partials.buffered() > 3 * cap {
+    if m.partials.buffered() > 3 * cap + 1 {
         return Err(Violation::PartialOverCap(m.partials.buffered()));
     }
     Ok(())

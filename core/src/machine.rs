@@ -103,6 +103,9 @@ pub(crate) struct Reader {
     pub(crate) delivered: bool,
     /// Its stream ended cleanly (`EndOfStream`); no more frames.
     pub(crate) ended: bool,
+    /// It was opened once the container was known to have stopped, and the container has not
+    /// started since: its log was complete, so reaching its end means everything was read.
+    pub(crate) draining: bool,
     /// It was told to stop, and why.
     pub(crate) cancel: Option<CancelReason>,
 }
@@ -347,6 +350,11 @@ impl ContainerMachine {
 
     fn on_started(&mut self, now: Instant) {
         self.running = true;
+        if let Some(r) = &mut self.reader {
+            // It may write into this stream now: reaching its end no longer proves the log
+            // was read whole.
+            r.draining = false;
+        }
         if self.stop.is_some() {
             return;
         }
@@ -358,9 +366,15 @@ impl ContainerMachine {
     }
 
     fn on_died(&mut self, now: Instant) {
-        self.running = false;
-        if self.opened == Generation(0) && self.stop.is_none() {
-            // Never read: the container exists but is stopped; read what is there once.
+        let believed_running = std::mem::replace(&mut self.running, false);
+        // A container that stops while the machine did not think it ran: a run it never saw
+        // whole (a fresh machine, a missed `start`, or a stale inspect that said "stopped" while
+        // it ran). Read what is there, once it is all there.
+        if !believed_running && self.stop.is_none() {
+            if let Some(r) = &mut self.reader {
+                // It was opened on the wrong belief that the container had stopped.
+                r.draining = false;
+            }
             self.needs_read = true;
             if self.reopen_at.is_none() {
                 self.schedule_reopen(now);
@@ -515,6 +529,14 @@ impl ContainerMachine {
             return;
         }
         r.ended = true;
+        if !r.draining {
+            // The daemon can end a follow stream before the last of the log is written (a final
+            // line without newline, or the rest of a 16 KiB-split line): an unfinished line here
+            // may not be finished at all. The draining read that follows sees it whole.
+            self.partials.discard();
+            return;
+        }
+        // A draining read saw the whole log: what is unfinished is a last line without newline.
         if self.deliver_with(sink, |partials, out| partials.flush(out)) {
             if let Some(r) = &mut self.reader {
                 r.delivered = true;
@@ -577,15 +599,16 @@ impl ContainerMachine {
                 Some(CancelReason::BadFrame) | None => self.fail(healthy),
             },
             ReaderExit::CleanEnd if self.running => self.fail(healthy),
-            // The container stopped, but the daemon may end a follow stream before the last
-            // of the log is written (measured: a final line without newline can land after
-            // the end): read once more, after a backoff, until a read brings nothing new.
-            ReaderExit::CleanEnd if healthy => self.fail(true),
-            ReaderExit::CleanEnd => {
-                // The container stopped and a read found nothing new: all of it was read.
+            ReaderExit::CleanEnd if reader.draining => {
+                // Opened after the container stopped, read to its end: all of it was read.
                 self.needs_read = false;
                 self.failures = 0;
             }
+            // The container stopped, but this stream was opened while it ran, and the daemon
+            // can end a follow stream before the last of the log is written (measured: a final
+            // line without newline landed after the end): read once more, after a backoff, with
+            // a stream opened now that the log is complete.
+            ReaderExit::CleanEnd => self.fail(true),
             ReaderExit::Failed(ReadError::Unsupported) => {
                 self.needs_read = false;
                 if !self.unreadable {
@@ -679,6 +702,7 @@ impl ContainerMachine {
             last_activity: now,
             delivered: false,
             ended: false,
+            draining: !self.running,
             cancel: None,
         });
         self.rotate_at = Some(now.after(self.config.rotate_every));

@@ -79,7 +79,8 @@ impl Partials {
         }
     }
 
-    /// Bytes buffered over all streams (bounded by three times the cap).
+    /// Bytes buffered over all streams: at most the cap per stream, plus one trailing `\r`
+    /// on the console.
     pub fn buffered(&self) -> usize {
         self.pending.iter().flatten().map(|p| p.bytes.len()).sum()
     }
@@ -102,22 +103,25 @@ impl Partials {
         let slot = &mut self.pending[stream.index()];
         if slot.as_ref().is_some_and(|p| p.ts != ts) {
             if let Some(p) = slot.take() {
-                out(message(stream, &p, false));
+                unfinished(stream, p, self.cap, out);
             }
         }
         let (body, complete) = match payload.strip_suffix(b"\n") {
-            Some(line) => (strip_cr(stream, line), true),
+            Some(line) => (line, true),
             None => (payload, false),
         };
-        if slot.is_none() && complete && body.len() <= self.cap {
-            out(Message {
-                stream,
-                ts,
-                ts_text,
-                body,
-                truncated: false,
-            });
-            return;
+        if slot.is_none() && complete {
+            let line = strip_cr(stream, body);
+            if line.len() <= self.cap {
+                out(Message {
+                    stream,
+                    ts,
+                    ts_text,
+                    body: line,
+                    truncated: false,
+                });
+                return;
+            }
         }
         let mut rest = body;
         loop {
@@ -126,21 +130,36 @@ impl Partials {
                 ts_text: TsText::new(ts_text),
                 bytes: Vec::new(),
             });
-            let room = self.cap - p.bytes.len();
-            if rest.len() > room {
-                p.bytes.extend_from_slice(&rest[..room]);
-                rest = &rest[room..];
-                out(message(stream, p, true));
+            // What may stay buffered: the cap, plus on the console one trailing `\r`, which a
+            // `\n` in the next frame would turn into the end of the line rather than content.
+            let last = rest.last().or(p.bytes.last());
+            let keep = self.cap + usize::from(stream == Stream::Console && last == Some(&b'\r'));
+            if p.bytes.len() + rest.len() <= keep {
+                p.bytes.extend_from_slice(rest);
+                break;
+            }
+            // Over the cap: a message of exactly `cap` bytes goes out marked truncated.
+            if p.bytes.len() >= self.cap {
+                out(cut(stream, p, self.cap));
+                p.bytes.drain(..self.cap);
+            } else {
+                let fill = self.cap - p.bytes.len();
+                p.bytes.extend_from_slice(&rest[..fill]);
+                rest = &rest[fill..];
+                out(cut(stream, p, self.cap));
                 p.bytes.clear();
-                continue;
             }
-            p.bytes.extend_from_slice(rest);
-            if complete {
-                if let Some(p) = slot.take() {
-                    out(message(stream, &p, false));
-                }
+        }
+        if complete {
+            if let Some(p) = slot.take() {
+                out(Message {
+                    stream,
+                    ts: p.ts,
+                    ts_text: p.ts_text.as_bytes(),
+                    body: strip_cr(stream, &p.bytes),
+                    truncated: false,
+                });
             }
-            return;
         }
     }
 
@@ -148,7 +167,7 @@ impl Partials {
     pub fn flush(&mut self, out: &mut dyn FnMut(Message<'_>)) {
         for stream in Stream::ALL {
             if let Some(p) = self.pending[stream.index()].take() {
-                out(message(stream, &p, false));
+                unfinished(stream, p, self.cap, out);
             }
         }
     }
@@ -166,18 +185,31 @@ fn strip_cr(stream: Stream, line: &[u8]) -> &[u8] {
     }
 }
 
-fn message(stream: Stream, p: &Pending, truncated: bool) -> Message<'_> {
-    let body = if truncated {
-        &p.bytes[..]
-    } else {
-        strip_cr(stream, &p.bytes)
-    };
+/// A buffered message that ended without its newline (end of stream, or a new timestamp):
+/// sent as it is, nothing stripped; if a console `\r` held beyond the cap makes it longer than
+/// the cap, its first `cap` bytes go out marked truncated, like any longer line.
+fn unfinished(stream: Stream, mut p: Pending, cap: usize, out: &mut dyn FnMut(Message<'_>)) {
+    while p.bytes.len() > cap {
+        out(cut(stream, &p, cap));
+        p.bytes.drain(..cap);
+    }
+    out(Message {
+        stream,
+        ts: p.ts,
+        ts_text: p.ts_text.as_bytes(),
+        body: &p.bytes,
+        truncated: false,
+    });
+}
+
+/// The first `cap` bytes of a buffer that ran over the cap, marked truncated.
+fn cut(stream: Stream, p: &Pending, cap: usize) -> Message<'_> {
     Message {
         stream,
         ts: p.ts,
         ts_text: p.ts_text.as_bytes(),
-        body,
-        truncated,
+        body: &p.bytes[..cap],
+        truncated: true,
     }
 }
 
@@ -254,6 +286,50 @@ mod tests {
         );
     }
 
+    fn console(p: &mut Partials, out: &mut Out, payload: &[u8]) {
+        push(p, out, Stream::Console, 1, payload);
+    }
+
+    #[test]
+    fn a_console_cr_is_stripped_once_and_only_before_a_newline() {
+        // Found by the fuzzer (F1): `\r` was stripped per frame and again per message.
+        let (mut p, mut out) = (Partials::new(DEFAULT_CAP), Out::new());
+        console(&mut p, &mut out, b"abc\r");
+        p.flush(&mut |m| out.push((m.stream, m.ts.0, m.body.to_vec(), m.truncated)));
+        assert_eq!(
+            out.pop().map(|o| o.2),
+            Some(b"abc\r".to_vec()),
+            "no newline: kept"
+        );
+        console(&mut p, &mut out, b"abc\r");
+        console(&mut p, &mut out, b"\r\n");
+        assert_eq!(
+            out.pop().map(|o| o.2),
+            Some(b"abc\r".to_vec()),
+            "split like whole"
+        );
+        console(&mut p, &mut out, b"abc\r\r\n");
+        assert_eq!(out.pop().map(|o| o.2), Some(b"abc\r".to_vec()));
+        let (mut p, mut out) = (Partials::new(3), Out::new());
+        console(&mut p, &mut out, b"abc\r");
+        console(&mut p, &mut out, b"\n");
+        assert_eq!(
+            out,
+            vec![(Stream::Console, 1, b"abc".to_vec(), false)],
+            "a 3-byte line fits a cap of 3"
+        );
+        assert!(p.buffered() == 0);
+        console(&mut p, &mut out, b"abc\r");
+        console(&mut p, &mut out, b"x\n");
+        assert_eq!(
+            out[1..],
+            [
+                (Stream::Console, 1, b"abc".to_vec(), true),
+                (Stream::Console, 1, b"\rx".to_vec(), false)
+            ]
+        );
+    }
+
     #[test]
     fn end_of_stream_flushes_and_console_loses_its_cr() {
         let (mut p, mut out) = (Partials::new(DEFAULT_CAP), Out::new());
@@ -262,5 +338,6 @@ mod tests {
         p.flush(&mut |m| out.push((m.stream, m.ts.0, m.body.to_vec(), m.truncated)));
         assert_eq!(out[0].2, b"tty");
         assert_eq!(out[1].2, b"no newline");
+        assert!(p.buffered() == 0);
     }
 }

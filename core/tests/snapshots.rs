@@ -255,8 +255,10 @@ fn last_line_without_newline_at_container_exit() {
         generation: G1,
         exit: ReaderExit::CleanEnd,
     });
-    assert_eq!(t.messages(Stream::Stdout), ["complete", "no newline"]);
-    // The confirming read: the daemon may have written more after the stream ended.
+    // g1 was opened while the container ran: its end may come before the last of the log
+    // (measured), so an unfinished line is not taken for a last one yet.
+    assert_eq!(t.messages(Stream::Stdout), ["complete"]);
+    // The draining read, opened once the container is known to have stopped, sees it whole.
     t.timeout();
     t.at(19).on(Event::StreamOpened { generation: G2 });
     t.at(19).frame(2, Stream::Stdout, 5, b"complete\n");

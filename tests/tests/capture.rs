@@ -484,7 +484,11 @@ async fn l_the_daemon_restarts_mid_stream_and_capture_goes_on() {
     let id = start(&docker, &s).await.expect("start");
     // The first run writes its 80 lines, then idles; the daemon restarts under it.
     let before = cap.wait_for_lines(&id, 80, Duration::from_secs(30));
-    assert_eq!(before.len(), 80, "the first run captured before the restart");
+    assert_eq!(
+        before.len(),
+        80,
+        "the first run captured before the restart"
+    );
     drop(docker);
     if !capturer_tests::restart_testbed_daemon() {
         assert!(

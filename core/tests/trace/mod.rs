@@ -1,5 +1,8 @@
 //! A test harness that drives one machine and writes down everything it says, for snapshots.
 
+// Test tooling: a broken expectation must fail the test loudly.
+#![allow(clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::time::Duration;
 

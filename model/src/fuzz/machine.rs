@@ -35,31 +35,12 @@ use capturer_core::{
 };
 
 use super::reference::{self, Delivered, Entry, SinceFilter, SinceRule};
-use super::{exercise, tracing};
+use super::tracing;
 
 /// 2024-01-01T00:00:00Z, a moment before the container's clocks start.
 const BASE: u64 = 1_704_067_200_000_000_000;
 /// Steps of one input, at most.
 const MAX_STEPS: usize = 256;
-
-/// Finding M1 (docs/fuzzing.md): the machine takes a reader's clean exit, observed while it
-/// believes the container stopped, as proof that the whole log was read. That is false when the
-/// container wrote or stopped between the stream's end and the exit (a daemon restart ended the
-/// stream), or when the belief came from a stale inspect. Unless M1 is exercised, the world lets
-/// neither happen: nothing is written and nothing stops between a clean end and its exit, and a
-/// stale inspect never says "not running" while the container runs.
-fn clean_end_races() -> bool {
-    exercise("M1")
-}
-
-/// Finding M2 (docs/fuzzing.md): a stream that ends cleanly (a daemon restart while the
-/// container runs) between two parts of a line whose later parts are already in the log makes
-/// the machine flush the first parts as a line of their own; the next generation's whole line
-/// then counts as that one, and the rest of the line is never delivered. Unless M2 is
-/// exercised, such a stream does not end there.
-fn early_end_mid_line() -> bool {
-    exercise("M2")
-}
 
 /// The `machine` target: see the module docs.
 pub fn machine(data: &[u8]) {
@@ -701,13 +682,8 @@ impl World {
         }
     }
 
-    /// A reader's stream ended and its exit is not observed yet (see [`clean_end_races`]).
-    fn exit_pending(&self) -> bool {
-        !clean_end_races() && self.reader.as_ref().is_some_and(|r| r.ended)
-    }
-
     fn write(&mut self, stderr: bool, step: u8, part: bool, filler: u8) {
-        if !self.running || self.exit_pending() {
+        if !self.running {
             return;
         }
         let i = usize::from(stderr);
@@ -822,25 +798,10 @@ impl World {
     }
 
     /// Whether the live reader has sent part of a line whose next part it has not sent.
-    fn mid_line(&self) -> bool {
-        let Some(r) = &self.reader else { return false };
-        let (sent, unsent) = self.log.split_at(r.pos.min(self.log.len()));
-        STREAMS.iter().any(|&s| {
-            let last = sent.iter().rev().find(|e| e.stream == s);
-            last.is_some_and(|l| {
-                l.payload.last() != Some(&b'\n')
-                    && unsent.iter().any(|e| e.stream == s && e.ts == l.ts)
-            })
-        })
-    }
-
     fn clean_end(&mut self, via_event: bool) {
         let Some(r) = self.reading() else { return };
         if !self.running && self.unsent() {
             // A stopped container's stream ends only once everything was sent.
-            return;
-        }
-        if !early_end_mid_line() && self.mid_line() {
             return;
         }
         let generation = r.generation;
@@ -902,9 +863,6 @@ impl World {
             },
             Action::CleanEnd { via_event } => self.clean_end(via_event),
             Action::Stop => {
-                if self.exit_pending() {
-                    return;
-                }
                 if self.running {
                     self.running = false;
                     self.prev_running = true;
@@ -926,8 +884,7 @@ impl World {
                 } else {
                     self.running
                 };
-                let misleads = self.running && !running && !clean_end_races();
-                if self.hb != Hb::None && !misleads {
+                if self.hb != Hb::None {
                     self.handle(Event::HeartbeatTick { running });
                 }
             }
@@ -996,9 +953,6 @@ impl World {
     /// The container stops; everything runs until nothing is left to do.
     fn quiesce(&mut self) {
         trace!("--- quiesce");
-        if self.exit_pending() {
-            self.exit(ReaderExit::CleanEnd);
-        }
         if self.running {
             self.running = false;
             self.prev_running = true;

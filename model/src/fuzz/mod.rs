@@ -35,19 +35,3 @@ pub(crate) fn tracing() -> bool {
     })
 }
 
-/// Whether the inputs that trigger the known, still open finding `id` (`M1`, `M2`, `F1`; see
-/// `docs/fuzzing.md`) are generated. Off by default, so that a campaign is not stopped at once
-/// by what is already reported; `CAPTURER_FUZZ_EXERCISE=M1,F1` (or `all`) turns them back on,
-/// to reproduce a finding or to check its fix.
-pub(crate) fn exercise(id: &str) -> bool {
-    static ON: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let on = ON.get_or_init(|| {
-        std::env::var("CAPTURER_FUZZ_EXERCISE")
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
-    on.iter().any(|s| s == id || s == "ALL")
-}
