@@ -1,4 +1,21 @@
-//! An exhaustive model of log-capturer's protocol, driving the real core (lands with issue 5),
-//! and the fuzz target bodies shared by `fuzz/` and the regression replay test.
+//! # capturer-model: an exhaustive model of log-capturer's protocol, driving the real core
+//!
+//! A [stateright](https://docs.rs/stateright) model whose state holds K real
+//! [`capturer_core::ContainerMachine`]s and an abstract Docker daemon around them: per
+//! container a finite log on stdout and stderr ([`log`]), running / stopped / removed, the
+//! daemon's `since` rule (both readings, [`log::SinceRule`]), daemon restarts, the reader and
+//! heartbeat tasks the machine's commands spawned, and what reached the sink ([`system`]).
+//! [`check`] runs the checker and renders counterexamples as readable traces; the binary
+//! (`cargo run --release -p capturer-model -- check`) prints the figures. `docs/model.md`
+//! says what is modelled, what is abstracted away and why that is sound.
+//!
+//! The fuzz target bodies shared by `fuzz/` and the regression replay test live in [`fuzz`].
 
+pub mod check;
 pub mod fuzz;
+pub mod log;
+pub mod system;
+
+pub use check::{run, Outcome, Search, Verdict};
+pub use log::SinceRule;
+pub use system::{Action, Bounds, CaptureModel, Options, State};

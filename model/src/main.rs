@@ -1,0 +1,236 @@
+//! `capturer-model`: check the model exhaustively, or serve stateright's Explorer.
+//!
+//! ```text
+//! capturer-model check   [OPTIONS]          exhaustive check under both since rules
+//! capturer-model explore ADDR [OPTIONS]      serve the Explorer on ADDR (e.g. 127.0.0.1:3000)
+//!
+//! OPTIONS
+//!   --containers K         containers (default 2)
+//!   --lines N              log entries per container, 1 to 7 (default 6)
+//!   --rotations R          rotation deadlines, in all (default 2)
+//!   --restarts S           container restarts, in all (default 1)
+//!   --daemon-restarts D    daemon restarts (default 1)
+//!   --errors E             reader errors, in all (default 0)
+//!   --ticks T              heartbeat ticks, in all (default 0)
+//!   --removals             a stopped container may be removed
+//!   --capturer-stops C     capturer stops (default 1)
+//!   --capturer-restarts C  capturer restarts after a stop, from the checkpoints (default 1)
+//!   --in-flight F          frames a cancelled reader may still deliver (default 1)
+//!   --split W|all          the first run writes W entries, or (default) every boundary
+//!   --rule A|B|both        the daemon's since rule (default both)
+//!   --mutant NAME          shared-scope | strictly-greater | whole-second
+//!   --bfs                  breadth first without symmetry (shortest traces, more states)
+//!   --product              interleave the containers' steps in every order (a product)
+//!                          instead of running them one after the other
+//!   --threads N            checker threads (default: the machine's cores)
+//! ```
+
+use std::process::ExitCode;
+
+use capturer_core::Mutant;
+use capturer_model::check::{run, Search};
+use capturer_model::{Bounds, CaptureModel, Options, SinceRule};
+use stateright::Model;
+
+struct Cli {
+    bounds: Bounds,
+    rules: Vec<SinceRule>,
+    mutant: Option<Mutant>,
+    search: Search,
+    threads: usize,
+    compose: bool,
+}
+
+fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli {
+        bounds: Bounds::default(),
+        rules: SinceRule::ALL.to_vec(),
+        mutant: None,
+        search: Search::DfsSymmetric,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        compose: true,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: &String| v.parse::<u8>().map_err(|e| format!("{flag} {v}: {e}"));
+        let b = &mut cli.bounds;
+        match flag.as_str() {
+            "--containers" => b.containers = usize::from(number(value()?)?),
+            "--lines" => b.lines = usize::from(number(value()?)?),
+            "--rotations" => b.rotations = number(value()?)?,
+            "--restarts" => b.restarts = number(value()?)?,
+            "--daemon-restarts" => b.daemon_restarts = number(value()?)?,
+            "--errors" => b.reader_errors = number(value()?)?,
+            "--ticks" => b.ticks = number(value()?)?,
+            "--removals" => b.removals = true,
+            "--capturer-restarts" => b.capturer_restarts = number(value()?)?,
+            "--capturer-stops" => b.capturer_stops = number(value()?)?,
+            "--in-flight" => b.in_flight = number(value()?)?,
+            "--split" => {
+                b.split = match value()?.as_str() {
+                    "all" => None,
+                    v => Some(usize::from(number(&v.to_string())?)),
+                }
+            }
+            "--threads" => cli.threads = usize::from(number(value()?)?),
+            "--bfs" => cli.search = Search::Bfs,
+            "--product" => cli.compose = false,
+            "--rule" => {
+                cli.rules = match value()?.as_str() {
+                    "A" | "a" => vec![SinceRule::SkipAllOlder],
+                    "B" | "b" => vec![SinceRule::StopAtFirstNewer],
+                    "both" => SinceRule::ALL.to_vec(),
+                    other => return Err(format!("--rule {other}: A, B or both")),
+                }
+            }
+            "--mutant" => {
+                cli.mutant = Some(match value()?.as_str() {
+                    "shared-scope" => Mutant::SharedScope,
+                    "strictly-greater" => Mutant::StrictlyGreaterCursor,
+                    "whole-second" => Mutant::WholeSecondCursor,
+                    other => {
+                        return Err(format!(
+                            "--mutant {other}: shared-scope, strictly-greater or whole-second"
+                        ))
+                    }
+                })
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if !(1..=capturer_model::log::MAX_ENTRIES).contains(&cli.bounds.lines) {
+        return Err(format!(
+            "--lines must be 1 to {}",
+            capturer_model::log::MAX_ENTRIES
+        ));
+    }
+    if cli.bounds.containers == 0 {
+        return Err("--containers must be at least 1".to_string());
+    }
+    Ok(cli)
+}
+
+fn check(cli: &Cli) -> bool {
+    let b = &cli.bounds;
+    println!(
+        "bounds: {} containers, {} log entries each, {} rotation(s), {} container restart(s), \
+         {} daemon restart(s), {} reader error(s), {} tick(s), removals {}, {} capturer stop(s) and {} restart(s), \
+         {} frame(s) in flight; mutant {:?}; {:?}, {} thread(s), {}",
+        b.containers,
+        b.lines,
+        b.rotations,
+        b.restarts,
+        b.daemon_restarts,
+        b.reader_errors,
+        b.ticks,
+        b.removals,
+        b.capturer_stops,
+        b.capturer_restarts,
+        b.in_flight,
+        cli.mutant,
+        cli.search,
+        cli.threads,
+        if cli.compose { "containers one after the other" } else { "containers interleaved" },
+    );
+    let mut ok = true;
+    for &rule in &cli.rules {
+        let opts = Options {
+            bounds: b.clone(),
+            since_rule: rule,
+            mutant: cli.mutant,
+            compose: cli.compose,
+        };
+        println!("\nsince rule {}", rule.name());
+        let out = run(opts, cli.search, cli.threads, &[]);
+        println!(
+            "  {} unique states ({} generated), max depth {}, {:.1} s, exhaustive (no depth bound)",
+            out.unique_states,
+            out.states,
+            out.max_depth,
+            out.elapsed.as_secs_f64()
+        );
+        for v in &out.verdicts {
+            let result = match (v.holds(), v.kind()) {
+                (true, "sometimes") => "REACHED",
+                (false, "sometimes") => "NOT REACHED",
+                (true, _) => "HOLDS",
+                (false, _) => "FAILS",
+            };
+            println!("  {result:<11} {:<10} {}", v.kind(), v.name);
+            if !v.holds() && !v.trace.is_empty() {
+                println!("      counterexample ({} steps):", v.steps);
+                for line in &v.trace {
+                    println!("      {line}");
+                }
+            }
+        }
+        ok &= out.all_hold();
+    }
+    println!(
+        "\n{}",
+        if ok {
+            "all properties hold"
+        } else {
+            "SOME PROPERTIES FAIL"
+        }
+    );
+    ok
+}
+
+fn explore(cli: &Cli, addr: &str) {
+    let opts = Options {
+        bounds: cli.bounds.clone(),
+        since_rule: cli
+            .rules
+            .first()
+            .copied()
+            .unwrap_or(SinceRule::SkipAllOlder),
+        mutant: cli.mutant,
+        compose: cli.compose,
+    };
+    println!(
+        "serving stateright's Explorer on http://{addr} ({})",
+        opts.since_rule.name()
+    );
+    // Blocks while the Explorer serves.
+    let _checker = CaptureModel::new(opts).checker().serve(addr);
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: capturer-model check [OPTIONS] | explore ADDR [OPTIONS] (see the source's doc for OPTIONS)";
+    match args.first().map(String::as_str) {
+        Some("check") => match parse(&args[1..]) {
+            Ok(cli) => {
+                if check(&cli) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}\n{usage}");
+                ExitCode::from(2)
+            }
+        },
+        Some("explore") => match (args.get(1), parse(args.get(2..).unwrap_or_default())) {
+            (Some(addr), Ok(cli)) => {
+                explore(&cli, addr);
+                ExitCode::SUCCESS
+            }
+            (_, Err(e)) => {
+                eprintln!("{e}\n{usage}");
+                ExitCode::from(2)
+            }
+            (None, _) => {
+                eprintln!("explore needs an address\n{usage}");
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("{usage}");
+            ExitCode::from(2)
+        }
+    }
+}

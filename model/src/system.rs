@@ -1,0 +1,1427 @@
+//! The model: K real [`ContainerMachine`]s against an abstract Docker daemon.
+//!
+//! The state holds, per container, the machine itself (the core type, driven only through its
+//! public API: `handle`, `handle_timeout`, `poll_command`, `poll_timeout`, and the read-only
+//! accessors) and the world around it: how much of its log the container has written, whether
+//! it runs or was removed, the docker events not yet delivered to the capturer, the reader and
+//! heartbeat TASKS that the machine's commands created (the world's own count, not the
+//! machine's), and what reached the sink. Every action is one thing happening in the world; the
+//! machine reacts, and every command it emits is carried out at once, as the runtime does.
+//!
+//! Time: every event is fed at [`NOW`]. A deadline passing is its own action, which calls
+//! `handle_timeout` with the deadline the machine reports. Only one deadline is ever armed (the
+//! rotation while a reader is live, the backoff while none is), so nothing else about time can
+//! influence the machine: the state space stays finite and every path is a real schedule.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use capturer_core::partial::DEFAULT_CAP;
+use capturer_core::{
+    Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
+    Line, Mutant, Phase, ReadError, ReaderExit, Report, Stream, StreamSet, Timestamp,
+};
+use stateright::{Model, Property};
+
+use crate::log::{canonical_log, meaning, rel, Entry, LogLine, Meaning, SinceRule, BASE};
+
+/// The instant every event is fed at; deadlines are reached only through `handle_timeout`.
+pub const NOW: Instant = Instant(0);
+
+/// The first backoff; the second failure in a row waits twice as long.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+
+/// How much of each kind of trouble the world may cause. Budgets are for the whole system:
+/// the checker tries every way of sharing them among the containers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Containers (identical; symmetry reduces them).
+    pub containers: usize,
+    /// Log entries per container (see [`canonical_log`]).
+    pub lines: usize,
+    /// Rotation deadlines that may pass.
+    pub rotations: u8,
+    /// Times a stopped container may be started again.
+    pub restarts: u8,
+    /// Daemon restarts (every stream and every request in flight breaks).
+    pub daemon_restarts: u8,
+    /// Reader errors (a stream breaking on its own).
+    pub reader_errors: u8,
+    /// Heartbeat ticks.
+    pub ticks: u8,
+    /// Whether a stopped container may be removed.
+    pub removals: bool,
+    /// Capturer stops (each stops every machine). A stop can always happen, so every complete
+    /// history goes through all of them.
+    pub capturer_stops: u8,
+    /// Capturer restarts after a stop, from the checkpointed cursors; like stops, bound to
+    /// happen once possible. With as many restarts as stops every history ends with the
+    /// capturer running, at rest: where exactly-once is judged.
+    pub capturer_restarts: u8,
+    /// Frames a reader may still deliver after it was told to stop.
+    pub in_flight: u8,
+    /// Where the first run ends (entries written before the restart); `None`: at every
+    /// boundary that does not cut a line in two.
+    pub split: Option<usize>,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            containers: 2,
+            lines: 6,
+            rotations: 2,
+            restarts: 1,
+            daemon_restarts: 1,
+            reader_errors: 0,
+            ticks: 0,
+            removals: false,
+            capturer_stops: 1,
+            capturer_restarts: 1,
+            in_flight: 1,
+            split: None,
+        }
+    }
+}
+
+/// What to check: the bounds, the daemon's `since` rule and the machine's variant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// The bounds.
+    pub bounds: Bounds,
+    /// The daemon's `since` rule.
+    pub since_rule: SinceRule,
+    /// A known bug re-created in the machine, or `None` for the real one.
+    pub mutant: Option<Mutant>,
+    /// Run the containers one after the other (sound: they are independent); `false`
+    /// interleaves their steps in every order (a product, for cross-checking).
+    pub compose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            bounds: Bounds::default(),
+            since_rule: SinceRule::SkipAllOlder,
+            mutant: None,
+            compose: true,
+        }
+    }
+}
+
+/// The stateright model of the whole capture.
+#[derive(Clone, Debug)]
+pub struct CaptureModel {
+    opts: Options,
+    log: Vec<Entry>,
+    frames: Vec<Vec<u8>>,
+    meaning: Meaning,
+    config: Config,
+    start: Cursor,
+}
+
+/// The capturer process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Capturer {
+    /// Capturing.
+    Running,
+    /// Told to stop: every machine was sent `StopRequested`.
+    Stopping,
+}
+
+/// A docker event not yet delivered to the capturer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DockerEvent {
+    /// `start`.
+    Started,
+    /// `die`.
+    Died,
+    /// `destroy`.
+    Removed,
+}
+
+/// Where a reader task stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Spawned; answered within the same step.
+    Requested,
+    /// The daemon answered 200; frames flow.
+    Open,
+    /// The stream ended and `EndOfStream` was sent; the task exits cleanly.
+    Ended,
+    /// The request or the stream failed; the task exits with this error.
+    Failed(ReadError),
+}
+
+/// A reader task in the world, created by `OpenStream`, gone once its exit is observed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReaderTask {
+    /// Its generation.
+    pub generation: Generation,
+    /// The `since` it asked for.
+    pub since: Timestamp,
+    /// Where it stands.
+    pub stage: Stage,
+    /// The next file index the daemon looks at.
+    pub pos: u8,
+    /// Rule B only: still skipping entries older than `since`.
+    pub filtering: bool,
+    /// The stream ends after this many entries (the container stopped).
+    pub end_at: Option<u8>,
+    /// It was told to stop, and why.
+    pub cancel: Option<CancelReason>,
+    /// Frames it delivered after being told to stop.
+    pub after_cancel: u8,
+}
+
+/// A heartbeat task in the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeartbeatTask {
+    /// It was told to stop.
+    pub stopping: bool,
+}
+
+/// Where the latest rotation (a reader retired for any reason but a stop) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rotation {
+    /// None in progress.
+    Done,
+    /// The reader was told to stop; its exit is not yet observed.
+    Cancelled(Generation),
+    /// Its exit was observed and the next generation is not open yet. `clean`: the reader
+    /// had read everything of a stopped container (or it was gone), and the container has
+    /// not started since: there may be nothing left to read.
+    Joined {
+        /// Nothing may be left to read.
+        clean: bool,
+    },
+    /// Exit observed, the machine knows everything the world knows (no docker event pending),
+    /// something may be left to read, no stop was asked for, and yet neither an open nor a
+    /// deadline followed: the rotation waits on something other than the reader's exit.
+    Blocked,
+}
+
+/// Something the world saw that must never happen; the first one per container is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Flaw {
+    /// A line was delivered a second time.
+    Duplicate {
+        /// The stream.
+        stream: Stream,
+        /// Which logical line (0-based, in the stream).
+        line: u8,
+    },
+    /// A line was delivered before an earlier one of its stream: that one is lost.
+    Skipped {
+        /// The stream.
+        stream: Stream,
+        /// The line that should have come next.
+        expected: u8,
+        /// The line that came.
+        got: u8,
+    },
+    /// A line that the container never wrote.
+    Unknown {
+        /// The stream.
+        stream: Stream,
+    },
+    /// A reader was spawned while another one was alive.
+    TwoReaders,
+    /// A heartbeat was spawned while another one was alive.
+    TwoHeartbeats,
+    /// A stopped machine emitted a command.
+    CommandAfterStop,
+    /// A checkpoint is behind the previous one.
+    CheckpointMovedBack,
+    /// A command named a task that does not exist.
+    StrayCommand(&'static str),
+    /// The machine said an event named a task it does not know, though the task is real.
+    StrayReport(&'static str),
+}
+
+/// One container: the real machine and its world.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Container {
+    /// The machine under test.
+    pub machine: ContainerMachine,
+    /// The capturer, as this container sees it: the stop reaches each machine on its own.
+    pub capturer: Capturer,
+    /// Daemon restarts this container's streams went through.
+    pub daemon_restarts: u8,
+    /// Capturer stops that reached this machine.
+    pub stops: u8,
+    /// Capturer restarts that re-listed this container.
+    pub relists: u8,
+    /// Log entries written so far: the first run's from the start, the rest when it starts
+    /// again (writing a run's entries at its start is sound: see `docs/model.md`).
+    pub written: u8,
+    /// How many entries the first run writes.
+    pub split: u8,
+    /// The container runs.
+    pub running: bool,
+    /// It was started again after it stopped.
+    pub restarted: bool,
+    /// The container was removed.
+    pub removed: bool,
+    /// The machine was told of the removal.
+    pub removal_seen: bool,
+    /// Docker events not yet delivered, oldest first.
+    pub events: Vec<DockerEvent>,
+    /// Live reader tasks (the machine must keep this at most one).
+    pub readers: Vec<ReaderTask>,
+    /// Live heartbeat tasks.
+    pub heartbeats: Vec<HeartbeatTask>,
+    /// Logical lines delivered to the sink, per stream (stdout, stderr).
+    pub delivered: [u8; 2],
+    /// The last checkpointed cursor (what a restarted capturer resumes from).
+    pub checkpoint: Option<Cursor>,
+    /// The latest rotation.
+    pub rotation: Rotation,
+    /// The first flaw seen.
+    pub flaw: Option<Flaw>,
+}
+
+/// The budgets left, shared by all containers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Budget {
+    /// Rotation deadlines.
+    pub rotations: u8,
+    /// Container restarts.
+    pub restarts: u8,
+    /// Reader errors.
+    pub reader_errors: u8,
+    /// Heartbeat ticks.
+    pub ticks: u8,
+}
+
+/// The whole world.
+///
+/// Containers share nothing but the daemon, the capturer and the budgets, and what a daemon
+/// restart or a capturer stop does to one container depends on that container alone. So each
+/// container goes through every shared event on its own, at a point of its own history that
+/// the checker chooses, and the containers run one after the other: the first to the end of
+/// its history, then the next (see `docs/model.md` for why this covers every interleaving).
+/// A container that is done is kept as the [`Summary`] of what the properties said about it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// The containers still to run (the first one moves), or every container when
+    /// [`Options::compose`] is off.
+    pub containers: Vec<Container>,
+    /// The containers that are done, in order.
+    pub done: Vec<Summary>,
+    /// What the world may still do.
+    pub budget: Budget,
+}
+
+/// What every per-container check said about a container at the end of its history: bit `i`
+/// for the check of property `i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Summary(pub u32);
+
+/// One thing happening in the world. `usize` fields index containers, then tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The container stops (`die`).
+    Die(usize),
+    /// The stopped container starts again (`start`) and writes the rest of its log.
+    Start(usize),
+    /// The stopped container is removed (`destroy`).
+    Remove(usize),
+    /// The oldest pending docker event reaches the capturer.
+    DeliverEvent(usize),
+    /// A reader delivers the next frame the daemon sends.
+    Frame(usize, usize),
+    /// A reader reaches the end of its stream (container stopped, everything sent).
+    End(usize, usize),
+    /// A reader's stream breaks.
+    ReaderError(usize, usize),
+    /// A reader task exits and is joined.
+    ReaderExit(usize, usize),
+    /// The machine's deadline (rotation or backoff) passes.
+    Deadline(usize),
+    /// The heartbeat inspects the container.
+    Tick(usize, usize),
+    /// A heartbeat task exits and is joined.
+    HeartbeatExit(usize, usize),
+    /// The daemon restarts: every stream and request in flight of the container fails.
+    DaemonRestart(usize),
+    /// The capturer is told to stop (SIGTERM): `StopRequested` reaches the machine.
+    Stop(usize),
+    /// The stopped capturer starts again, from its checkpoint, and lists the container.
+    Restart(usize),
+    /// The first container is done; the next one runs.
+    Pass,
+}
+
+/// Collects a readable account of one step, for traces and the Explorer.
+#[derive(Default)]
+struct Notes {
+    on: bool,
+    lines: Vec<String>,
+}
+
+impl Notes {
+    fn add(&mut self, f: impl FnOnce() -> String) {
+        if self.on {
+            self.lines.push(f());
+        }
+    }
+}
+
+enum Input {
+    Event(Event),
+    Timeout(Instant),
+}
+
+impl CaptureModel {
+    /// A model for `opts`.
+    pub fn new(opts: Options) -> CaptureModel {
+        let log = canonical_log(opts.bounds.lines);
+        let frames = log.iter().map(Entry::frame).collect();
+        let meaning = meaning(&log);
+        let config = Config {
+            rotate_every: Duration::from_secs(300),
+            heartbeat_every: Duration::from_secs(30),
+            backoff: Backoff {
+                initial: BACKOFF_INITIAL,
+                max: Duration::from_secs(4),
+                jitter_seed: 0,
+            },
+            partial_cap: DEFAULT_CAP,
+            mutant: opts.mutant,
+        };
+        CaptureModel {
+            opts,
+            log,
+            frames,
+            meaning,
+            config,
+            start: Cursor::new(BASE, StreamSet::MULTIPLEXED),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The container's log, in file order.
+    pub fn log(&self) -> &[Entry] {
+        &self.log
+    }
+
+    /// What the log means: its logical lines.
+    pub fn meaning(&self) -> &Meaning {
+        &self.meaning
+    }
+
+    /// The machines' configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where a container's first run may end: every entry boundary that does not cut a line
+    /// in two (or the whole log when containers never restart, or the one the bounds fix).
+    pub fn splits(&self) -> Vec<u8> {
+        let len = self.log.len();
+        if self.opts.bounds.restarts == 0 {
+            return vec![len as u8];
+        }
+        if let Some(k) = self.opts.bounds.split {
+            return vec![k.min(len) as u8];
+        }
+        (1..=len)
+            .filter(|&w| !self.meaning.mid_group[w])
+            .map(|w| w as u8)
+            .collect()
+    }
+
+    /// Whether `s` has no successor.
+    pub fn is_terminal(&self, s: &State) -> bool {
+        let mut actions = Vec::new();
+        self.actions(s, &mut actions);
+        actions.is_empty()
+    }
+
+    /// Container `k` is at rest and will stay so until the world changes: the capturer runs,
+    /// the container is stopped, every docker event about it was delivered, no reader is
+    /// alive and no deadline is armed.
+    pub fn is_quiescent(&self, k: &Container) -> bool {
+        k.capturer == Capturer::Running
+            && !k.running
+            && k.events.is_empty()
+            && k.readers.is_empty()
+            && k.machine.poll_timeout().is_none()
+    }
+
+    /// Every line written to `k` was delivered exactly once: none twice, none out of order,
+    /// none missing (unless `k` was removed: its log is gone).
+    pub fn all_delivered(&self, k: &Container) -> bool {
+        let once = no_flaw(k, |f| {
+            matches!(
+                f,
+                Flaw::Duplicate { .. } | Flaw::Skipped { .. } | Flaw::Unknown { .. }
+            )
+        });
+        once && (k.removed || k.delivered == self.meaning.upto[usize::from(k.written)])
+    }
+
+    /// At rest, `k` has delivered every line it wrote, exactly once.
+    pub fn exactly_once_at_rest(&self, k: &Container) -> bool {
+        !self.is_quiescent(k) || self.all_delivered(k)
+    }
+
+    /// What a step does, in words: the world's action, then every command the machine emitted.
+    pub fn describe_step(&self, s: &State, a: Action) -> Vec<String> {
+        let mut st = s.clone();
+        let mut notes = Notes {
+            on: true,
+            lines: Vec::new(),
+        };
+        self.apply(&mut st, a, &mut notes);
+        notes.lines
+    }
+
+    /// How an initial state came about, in words (the capturer lists the running containers).
+    pub fn describe_init(&self, s: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        for (c, k) in s.containers.iter().enumerate() {
+            let c = c + s.done.len();
+            let written: Vec<String> = self.log[..usize::from(k.split)]
+                .iter()
+                .map(Entry::to_string)
+                .collect();
+            out.push(format!(
+                "c{c} runs and has written [{}]; the capturer lists it as running",
+                written.join(", ")
+            ));
+            let mut m = ContainerMachine::new(self.config.clone(), self.start.clone());
+            m.handle(NOW, Event::ContainerStarted);
+            while let Some(cmd) = m.poll_command() {
+                out.push(format!("    -> {}", show_command(&cmd)));
+            }
+        }
+        out
+    }
+
+    /// One line per container: where it ended up.
+    pub fn describe_state(&self, s: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        for (c, summary) in s.done.iter().enumerate() {
+            let failed: Vec<&str> = PROPERTIES
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| summary.0 & (1 << i) == 0)
+                .map(|(_, p)| p.0)
+                .collect();
+            out.push(format!("c{c}: done; checks that failed on it: {failed:?}"));
+        }
+        for (c, k) in s.containers.iter().enumerate() {
+            let c = c + s.done.len();
+            let inv = match k.machine.check_invariants() {
+                Ok(()) => "ok".to_string(),
+                Err(v) => v.to_string(),
+            };
+            let want = self.meaning.upto[usize::from(k.written)];
+            out.push(format!(
+                "c{c}: phase {}, last generation {}, {} reader task(s), {} heartbeat task(s), \
+                 delivered stdout {}/{} stderr {}/{} of the lines written, rotation {:?}, \
+                 running {}, removed {}, flaw {:?}, check_invariants: {inv}",
+                k.machine.phase(),
+                k.machine.generation(),
+                k.readers.len(),
+                k.heartbeats.len(),
+                k.delivered[0],
+                want[0],
+                k.delivered[1],
+                want[1],
+                k.rotation,
+                k.running,
+                k.removed,
+                k.flaw,
+            ));
+        }
+        out
+    }
+
+    fn limit(r: &ReaderTask, c: &Container) -> usize {
+        usize::from(r.end_at.unwrap_or(c.written).min(c.written))
+    }
+
+    /// The next entry the daemon sends this reader, below `limit`.
+    fn next_sendable(&self, r: &ReaderTask, limit: usize) -> Option<usize> {
+        (usize::from(r.pos)..limit).find(|&i| {
+            let newer = self.log[i].ts >= r.since;
+            match self.opts.since_rule {
+                SinceRule::SkipAllOlder => newer,
+                SinceRule::StopAtFirstNewer => !r.filtering || newer,
+            }
+        })
+    }
+
+    fn apply(&self, st: &mut State, a: Action, notes: &mut Notes) {
+        if a == Action::Pass {
+            let k = st.containers.remove(0);
+            notes.add(|| format!("c{} is done; the next container runs", st.done.len()));
+            st.done.push(self.summarize(&k));
+            return;
+        }
+        let offset = st.done.len();
+        self.act(st, a, offset, notes);
+        for k in &mut st.containers {
+            settle(k);
+        }
+    }
+
+    /// The per-container checks of every property, on `k`.
+    pub fn summarize(&self, k: &Container) -> Summary {
+        let mut bits = 0;
+        for (i, p) in PROPERTIES.iter().enumerate() {
+            if (p.2)(self, k) {
+                bits |= 1 << i;
+            }
+        }
+        Summary(bits)
+    }
+
+    fn act(&self, st: &mut State, a: Action, offset: usize, notes: &mut Notes) {
+        let name = |c: usize| c + offset;
+        match a {
+            Action::Die(c) => {
+                let n = name(c);
+                notes.add(|| format!("c{n} stops (die)"));
+                let k = &mut st.containers[c];
+                k.running = false;
+                if k.capturer == Capturer::Running {
+                    k.events.push(DockerEvent::Died);
+                }
+                let written = k.written;
+                for r in &mut k.readers {
+                    if r.stage == Stage::Open && r.end_at.is_none() {
+                        r.end_at = Some(written);
+                    }
+                }
+            }
+            Action::Start(c) => {
+                let n = name(c);
+                st.budget.restarts -= 1;
+                let k = &mut st.containers[c];
+                let (from, to) = (usize::from(k.written), self.log.len());
+                notes.add(|| {
+                    let news: Vec<String> =
+                        self.log[from..to].iter().map(Entry::to_string).collect();
+                    format!("c{n} starts again and writes [{}]", news.join(", "))
+                });
+                k.written = to as u8;
+                k.running = true;
+                k.restarted = true;
+                if k.capturer == Capturer::Running {
+                    k.events.push(DockerEvent::Started);
+                }
+                if let Rotation::Joined { clean: true } = k.rotation {
+                    k.rotation = Rotation::Joined { clean: false };
+                }
+            }
+            Action::Remove(c) => {
+                let n = name(c);
+                notes.add(|| format!("c{n} is removed"));
+                let k = &mut st.containers[c];
+                k.removed = true;
+                if k.capturer == Capturer::Running {
+                    k.events.push(DockerEvent::Removed);
+                }
+            }
+            Action::DeliverEvent(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                let ev = k.events.remove(0);
+                notes.add(|| format!("c{n} docker event {ev:?} reaches the capturer"));
+                let event = match ev {
+                    DockerEvent::Started => Event::ContainerStarted,
+                    DockerEvent::Died => Event::ContainerDied,
+                    DockerEvent::Removed => {
+                        k.removal_seen = true;
+                        Event::ContainerRemoved
+                    }
+                };
+                self.feed(st, c, Input::Event(event), notes);
+            }
+            Action::Frame(c, r) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                let limit = Self::limit(&k.readers[r], k);
+                let Some(i) = self.next_sendable(&k.readers[r], limit) else {
+                    return;
+                };
+                let reader = &mut k.readers[r];
+                let skipped = i - usize::from(reader.pos);
+                reader.pos = (i + 1) as u8;
+                if self.opts.since_rule == SinceRule::StopAtFirstNewer {
+                    reader.filtering = false;
+                }
+                let in_flight = reader.cancel.is_some();
+                if in_flight {
+                    reader.after_cancel += 1;
+                }
+                let generation = reader.generation;
+                let e = &self.log[i];
+                notes.add(|| {
+                    let skipped = if skipped > 0 {
+                        format!(" (the daemon skipped {skipped} older entr(ies))")
+                    } else {
+                        String::new()
+                    };
+                    let in_flight = if in_flight {
+                        " (in flight after the cancel)"
+                    } else {
+                        ""
+                    };
+                    format!("c{n} reader {generation} delivers entry #{i}: {e}{skipped}{in_flight}")
+                });
+                let event = Event::Frame {
+                    generation,
+                    stream: e.stream,
+                    bytes: self.frames[i].clone(),
+                };
+                self.feed(st, c, Input::Event(event), notes);
+            }
+            Action::End(c, r) => {
+                let n = name(c);
+                let reader = &mut st.containers[c].readers[r];
+                reader.stage = Stage::Ended;
+                let generation = reader.generation;
+                notes.add(|| format!("c{n} reader {generation}: end of stream"));
+                self.feed(
+                    st,
+                    c,
+                    Input::Event(Event::EndOfStream { generation }),
+                    notes,
+                );
+            }
+            Action::ReaderError(c, r) => {
+                let n = name(c);
+                st.budget.reader_errors -= 1;
+                let reader = &mut st.containers[c].readers[r];
+                reader.stage = Stage::Failed(ReadError::Transient);
+                let generation = reader.generation;
+                notes.add(|| format!("c{n} reader {generation}: the stream breaks"));
+            }
+            Action::ReaderExit(c, r) => {
+                let n = name(c);
+                let reader = st.containers[c].readers.remove(r);
+                let exit = match reader.stage {
+                    Stage::Ended => ReaderExit::CleanEnd,
+                    Stage::Failed(e) => ReaderExit::Failed(e),
+                    Stage::Requested | Stage::Open => ReaderExit::Cancelled,
+                };
+                let generation = reader.generation;
+                notes.add(|| format!("c{n} reader {generation} exits ({exit:?}) and is joined"));
+                self.feed(
+                    st,
+                    c,
+                    Input::Event(Event::ReaderExited { generation, exit }),
+                    notes,
+                );
+                let k = &mut st.containers[c];
+                if k.rotation == Rotation::Cancelled(generation) {
+                    let clean = matches!(
+                        exit,
+                        ReaderExit::CleanEnd | ReaderExit::Failed(ReadError::NotFound)
+                    );
+                    k.rotation = if k.machine.live_generation().is_some() {
+                        Rotation::Done
+                    } else {
+                        Rotation::Joined { clean }
+                    };
+                }
+            }
+            Action::Deadline(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                let Some(t) = k.machine.poll_timeout() else {
+                    return;
+                };
+                let what = if k.machine.live_generation().is_some() {
+                    st.budget.rotations -= 1;
+                    "rotation"
+                } else {
+                    "backoff"
+                };
+                notes.add(|| {
+                    format!(
+                        "c{n} the {what} deadline passes (t = {}s)",
+                        t.0 / 1_000_000_000
+                    )
+                });
+                self.feed(st, c, Input::Timeout(t), notes);
+            }
+            Action::Tick(c, _) => {
+                let n = name(c);
+                st.budget.ticks -= 1;
+                let running = st.containers[c].running;
+                notes.add(|| format!("c{n} heartbeat tick: running = {running}"));
+                self.feed(st, c, Input::Event(Event::HeartbeatTick { running }), notes);
+            }
+            Action::HeartbeatExit(c, h) => {
+                let n = name(c);
+                st.containers[c].heartbeats.remove(h);
+                notes.add(|| format!("c{n} heartbeat exits and is joined"));
+                self.feed(st, c, Input::Event(Event::HeartbeatExited), notes);
+            }
+            Action::DaemonRestart(c) => {
+                let n = name(c);
+                notes.add(|| {
+                    format!(
+                        "c{}: the daemon restarts; its streams and requests in flight fail",
+                        n
+                    )
+                });
+                let k = &mut st.containers[c];
+                k.daemon_restarts += 1;
+                for r in &mut k.readers {
+                    if matches!(r.stage, Stage::Requested | Stage::Open) {
+                        r.stage = Stage::Failed(ReadError::Transient);
+                    }
+                }
+            }
+            Action::Stop(c) => {
+                let n = name(c);
+                notes.add(|| format!("c{}: the capturer is told to stop", n));
+                let k = &mut st.containers[c];
+                k.capturer = Capturer::Stopping;
+                k.stops += 1;
+                k.events.clear();
+                self.feed(st, c, Input::Event(Event::StopRequested), notes);
+            }
+            Action::Restart(c) => {
+                let n = name(c);
+                notes.add(|| format!("c{}: the capturer starts again from its checkpoint", n));
+                let k = &mut st.containers[c];
+                k.capturer = Capturer::Running;
+                k.relists += 1;
+                if k.removed {
+                    return;
+                }
+                let cursor = k.checkpoint.clone().unwrap_or_else(|| self.start.clone());
+                k.machine = ContainerMachine::new(self.config.clone(), cursor);
+                let event = if k.running {
+                    Event::ContainerStarted
+                } else {
+                    Event::ContainerDied
+                };
+                notes.add(|| format!("c{} listed: {event:?}", n));
+                self.feed(st, c, Input::Event(event), notes);
+            }
+            Action::Pass => {}
+        }
+    }
+
+    /// Feeds one input to container `c`'s machine and carries out every command it emits. A
+    /// new reader's request is answered at once (`StreamOpened` follows its `OpenStream`): an
+    /// answer that comes later is the same as one that comes at once followed by whatever
+    /// happened in between (a `die` ends a stream that was following).
+    fn feed(&self, st: &mut State, c: usize, input: Input, notes: &mut Notes) {
+        let k = &mut st.containers[c];
+        let mut input = Some(input);
+        while let Some(next) = input.take() {
+            let stopped_before = k.machine.is_stopped();
+            match next {
+                Input::Event(e) => k.machine.handle(NOW, e),
+                Input::Timeout(t) => k.machine.handle_timeout(t),
+            }
+            while let Some(cmd) = k.machine.poll_command() {
+                notes.add(|| format!("    -> {}", show_command(&cmd)));
+                if stopped_before {
+                    flaw(k, Flaw::CommandAfterStop);
+                }
+                self.execute(k, cmd);
+            }
+            if let Some(r) = k.readers.iter_mut().find(|r| r.stage == Stage::Requested) {
+                let generation = r.generation;
+                if k.removed {
+                    notes.add(|| format!("    {generation}: 404, the container is gone"));
+                    r.stage = Stage::Failed(ReadError::NotFound);
+                } else {
+                    r.stage = Stage::Open;
+                    r.end_at = (!k.running).then_some(k.written);
+                    notes.add(|| {
+                        let what = if k.running {
+                            "follows the running container"
+                        } else {
+                            "sends what the stopped container wrote, then ends"
+                        };
+                        format!("    {generation}: the daemon answers 200 ({what})")
+                    });
+                    input = Some(Input::Event(Event::StreamOpened { generation }));
+                }
+            }
+        }
+    }
+
+    /// Carries out one command, as the runtime does.
+    fn execute(&self, k: &mut Container, cmd: Command) {
+        match cmd {
+            Command::OpenStream { generation, since } => {
+                if !k.readers.is_empty() {
+                    flaw(k, Flaw::TwoReaders);
+                }
+                k.readers.push(ReaderTask {
+                    generation,
+                    since: since.0,
+                    stage: Stage::Requested,
+                    pos: 0,
+                    filtering: true,
+                    end_at: None,
+                    cancel: None,
+                    after_cancel: 0,
+                });
+            }
+            Command::CancelReader { generation, reason } => {
+                match k.readers.iter_mut().find(|r| r.generation == generation) {
+                    Some(r) => {
+                        r.cancel.get_or_insert(reason);
+                    }
+                    None => flaw(k, Flaw::StrayCommand("CancelReader names no live reader")),
+                }
+                if reason != CancelReason::Stop {
+                    k.rotation = Rotation::Cancelled(generation);
+                }
+            }
+            Command::StartHeartbeat => {
+                if !k.heartbeats.is_empty() {
+                    flaw(k, Flaw::TwoHeartbeats);
+                }
+                k.heartbeats.push(HeartbeatTask { stopping: false });
+            }
+            Command::StopHeartbeat => match k.heartbeats.iter_mut().find(|h| !h.stopping) {
+                Some(h) => h.stopping = true,
+                None => flaw(
+                    k,
+                    Flaw::StrayCommand("StopHeartbeat with no live heartbeat"),
+                ),
+            },
+            Command::Emit(line) => self.deliver(k, &line),
+            Command::Checkpoint(mut cursor) => {
+                // What is persisted: the per-generation replay counts are not.
+                cursor.begin_generation();
+                if k.checkpoint
+                    .as_ref()
+                    .is_some_and(|prev| !cursor.dominates(prev))
+                {
+                    flaw(k, Flaw::CheckpointMovedBack);
+                }
+                k.checkpoint = Some(cursor);
+            }
+            Command::Forget => k.checkpoint = None,
+            Command::Report(Report::UnknownGeneration { event, .. }) => {
+                flaw(k, Flaw::StrayReport(event));
+            }
+            Command::Report(_) => {}
+        }
+    }
+
+    /// The exactly-once oracle: a delivered line must be the next logical line of its stream.
+    fn deliver(&self, k: &mut Container, line: &Line) {
+        let i = match line.stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+            Stream::Console => {
+                flaw(
+                    k,
+                    Flaw::Unknown {
+                        stream: line.stream,
+                    },
+                );
+                return;
+            }
+        };
+        let lines = &self.meaning.lines[i];
+        let same = |l: &LogLine| l.ts == line.ts && l.text == line.message && !line.truncated;
+        let next = usize::from(k.delivered[i]);
+        if lines.get(next).is_some_and(same) {
+            k.delivered[i] += 1;
+            return;
+        }
+        match lines.iter().position(same) {
+            Some(j) if j < next => flaw(
+                k,
+                Flaw::Duplicate {
+                    stream: line.stream,
+                    line: j as u8,
+                },
+            ),
+            Some(j) => {
+                flaw(
+                    k,
+                    Flaw::Skipped {
+                        stream: line.stream,
+                        expected: next as u8,
+                        got: j as u8,
+                    },
+                );
+                k.delivered[i] = (j + 1) as u8;
+            }
+            None => flaw(
+                k,
+                Flaw::Unknown {
+                    stream: line.stream,
+                },
+            ),
+        }
+    }
+
+    /// The actions that concern container `c` alone.
+    fn local_actions(&self, s: &State, c: usize, actions: &mut Vec<Action>) {
+        let b = &self.opts.bounds;
+        let budget = &s.budget;
+        let k = &s.containers[c];
+        let capturing = k.capturer == Capturer::Running;
+        if k.running {
+            actions.push(Action::Die(c));
+        }
+        if !k.running && !k.removed && budget.restarts > 0 {
+            actions.push(Action::Start(c));
+        }
+        if !k.running && !k.removed && b.removals {
+            actions.push(Action::Remove(c));
+        }
+        if !k.events.is_empty() && capturing {
+            actions.push(Action::DeliverEvent(c));
+        }
+        for (i, r) in k.readers.iter().enumerate() {
+            match r.stage {
+                Stage::Requested | Stage::Open => {
+                    let limit = Self::limit(r, k);
+                    let may_send = r.cancel.is_none() || r.after_cancel < b.in_flight;
+                    if may_send && self.next_sendable(r, limit).is_some() {
+                        actions.push(Action::Frame(c, i));
+                    }
+                    if let Some(e) = r.end_at {
+                        if self.next_sendable(r, usize::from(e)).is_none() {
+                            actions.push(Action::End(c, i));
+                        }
+                    }
+                    if budget.reader_errors > 0 {
+                        actions.push(Action::ReaderError(c, i));
+                    }
+                    if r.cancel.is_some() {
+                        actions.push(Action::ReaderExit(c, i));
+                    }
+                }
+                Stage::Ended | Stage::Failed(_) => actions.push(Action::ReaderExit(c, i)),
+            }
+        }
+        if k.machine.poll_timeout().is_some() {
+            let rotation = k.machine.live_generation().is_some();
+            // Fairness: docker events reach the capturer within a backoff (a second or more).
+            if (rotation && budget.rotations > 0) || (!rotation && k.events.is_empty()) {
+                actions.push(Action::Deadline(c));
+            }
+        }
+        for (i, h) in k.heartbeats.iter().enumerate() {
+            if h.stopping {
+                actions.push(Action::HeartbeatExit(c, i));
+            } else if budget.ticks > 0 {
+                actions.push(Action::Tick(c, i));
+            }
+        }
+        // The shared events, as this container goes through them.
+        if k.daemon_restarts < b.daemon_restarts {
+            actions.push(Action::DaemonRestart(c));
+        }
+        if capturing && k.stops < b.capturer_stops {
+            actions.push(Action::Stop(c));
+        }
+        let stop_done = k.machine.is_stopped() && k.readers.is_empty() && k.heartbeats.is_empty();
+        if !capturing && stop_done && k.relists < b.capturer_restarts {
+            actions.push(Action::Restart(c));
+        }
+    }
+}
+
+/// Moves the latest rotation on, after a step: it completes when the next generation opens,
+/// or when a stop or removal overtakes it before it was blocked.
+fn settle(k: &mut Container) {
+    let stopping = k.capturer != Capturer::Running;
+    let m = &k.machine;
+    k.rotation = match k.rotation {
+        Rotation::Joined { .. } | Rotation::Blocked if m.live_generation().is_some() => {
+            Rotation::Done
+        }
+        Rotation::Joined { .. } if stopping || k.removal_seen || m.is_stopped() => Rotation::Done,
+        Rotation::Joined { clean: false } if m.poll_timeout().is_none() && k.events.is_empty() => {
+            Rotation::Blocked
+        }
+        other => other,
+    };
+}
+
+fn flaw(k: &mut Container, f: Flaw) {
+    k.flaw.get_or_insert(f);
+}
+
+fn show_command(cmd: &Command) -> String {
+    match cmd {
+        Command::OpenStream { generation, since } => {
+            format!("OpenStream({generation}, since {})", rel(since.0))
+        }
+        Command::CancelReader { generation, reason } => {
+            format!("CancelReader({generation}, {reason:?})")
+        }
+        Command::Emit(line) => format!(
+            "Emit({} \"{}\" @{})",
+            line.stream,
+            String::from_utf8_lossy(&line.message),
+            rel(line.ts)
+        ),
+        Command::Checkpoint(c) => format!(
+            "Checkpoint(stdout {} #{}, stderr {} #{})",
+            rel(c.position(Stream::Stdout).ts),
+            c.position(Stream::Stdout).n,
+            rel(c.position(Stream::Stderr).ts),
+            c.position(Stream::Stderr).n
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A canonical member of `s`'s symmetry class when containers interleave: they are
+/// identical, so any permutation of a state is equivalent to it; they are sorted by a hash.
+pub fn representative(s: &State) -> State {
+    let mut r = s.clone();
+    r.containers.sort_by_cached_key(container_key);
+    r
+}
+
+/// The same when containers run one after the other: the one running stays first, the ones
+/// waiting (still in their initial states) may come in any order.
+pub fn representative_composed(s: &State) -> State {
+    let mut r = s.clone();
+    if r.containers.len() > 2 {
+        r.containers[1..].sort_by_cached_key(container_key);
+    }
+    r
+}
+
+fn container_key(k: &Container) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    k.hash(&mut h);
+    h.finish()
+}
+
+/// FNV-1a: fast, and good enough to order containers (a collision only costs reduction).
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl Model for CaptureModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let b = &self.opts.bounds;
+        let container = |split: u8| Container {
+            machine: ContainerMachine::new(self.config.clone(), self.start.clone()),
+            capturer: Capturer::Running,
+            daemon_restarts: 0,
+            stops: 0,
+            relists: 0,
+            written: split,
+            split,
+            running: true,
+            restarted: false,
+            removed: false,
+            removal_seen: false,
+            events: Vec::new(),
+            readers: Vec::new(),
+            heartbeats: Vec::new(),
+            delivered: [0, 0],
+            checkpoint: None,
+            rotation: Rotation::Done,
+            flaw: None,
+        };
+        // Containers are identical but for where their first run ends; permutations are
+        // equivalent, so only non-decreasing assignments of splits start a search.
+        let splits = self.splits();
+        let mut combos: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..b.containers {
+            let mut next = Vec::new();
+            for combo in &combos {
+                for &sp in &splits {
+                    if combo.last().is_none_or(|&l| sp >= l) {
+                        let mut c = combo.clone();
+                        c.push(sp);
+                        next.push(c);
+                    }
+                }
+            }
+            combos = next;
+        }
+        combos
+            .into_iter()
+            .map(|combo| {
+                let mut st = State {
+                    containers: combo.into_iter().map(container).collect(),
+                    done: Vec::new(),
+                    budget: Budget {
+                        rotations: b.rotations,
+                        restarts: b.restarts,
+                        reader_errors: b.reader_errors,
+                        ticks: b.ticks,
+                    },
+                };
+                // The capturer lists the running containers when it starts.
+                for c in 0..st.containers.len() {
+                    let started = Input::Event(Event::ContainerStarted);
+                    self.feed(&mut st, c, started, &mut Notes::default());
+                }
+                st
+            })
+            .collect()
+    }
+
+    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
+        if !self.opts.compose {
+            for c in 0..s.containers.len() {
+                self.local_actions(s, c, actions);
+            }
+            return;
+        }
+        if s.containers.is_empty() {
+            return;
+        }
+        self.local_actions(s, 0, actions);
+        if actions.is_empty() && s.containers.len() > 1 {
+            actions.push(Action::Pass);
+        }
+    }
+
+    fn next_state(&self, s: &State, a: Action) -> Option<State> {
+        let mut st = s.clone();
+        self.apply(&mut st, a, &mut Notes::default());
+        Some(st)
+    }
+
+    fn format_action(&self, a: &Action) -> String {
+        format!("{a:?}")
+    }
+
+    fn format_step(&self, s: &State, a: Action) -> Option<String> {
+        let notes = self.describe_step(s, a).join("\n");
+        let next = self.next_state(s, a)?;
+        Some(format!("{notes}\n\n{next:#?}"))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        properties()
+    }
+}
+
+/// The machine is Stopped and the world has no task of it left.
+pub fn stop_complete(k: &Container) -> bool {
+    k.machine.is_stopped() && k.readers.is_empty() && k.heartbeats.is_empty()
+}
+
+fn no_flaw(k: &Container, f: impl Fn(&Flaw) -> bool) -> bool {
+    !k.flaw.as_ref().is_some_and(f)
+}
+
+/// Property names, for tests and reports.
+pub mod names {
+    /// `check_invariants` holds for every machine (invariants 1 to 6, from the machine's books).
+    pub const INVARIANTS: &str = "invariants 1-6 hold in every machine (check_invariants)";
+    /// World: at most one reader task per container; g+1 spawned only after g was joined.
+    pub const ONE_READER: &str = "1-2: at most one live reader task per container";
+    /// World: the rotation never waits on the heartbeat.
+    pub const NO_HEARTBEAT_WAIT: &str =
+        "3: a joined rotation is followed by an open or a deadline, never by a wait";
+    /// World: Stopped means no task and no command.
+    pub const STOPPED_QUIET: &str = "4: Stopped has no live task and emits nothing";
+    /// World: tasks per container bounded by 2.
+    pub const BOUNDED_TASKS: &str = "5: at most 2 live tasks per container (1 reader, 1 heartbeat)";
+    /// World: checkpoints never move back.
+    pub const CURSOR_FORWARD: &str = "6: checkpointed cursors never move back";
+    /// The exactly-once oracle, on every step.
+    pub const PREFIX: &str =
+        "6: delivered is, per stream, an in-order, duplicate-free prefix of the log";
+    /// Commands and events agree with the world's tasks.
+    pub const AGREE: &str = "machine and world agree on which tasks exist";
+    /// Quiescent states: everything written was delivered.
+    pub const AT_REST: &str = "a container at rest has delivered every line it wrote";
+    /// Eventually: rotations complete.
+    pub const ROTATION_COMPLETES: &str = "every rotation completes";
+    /// Eventually: a stop reaches Stopped with zero live tasks.
+    pub const STOP_REACHES_STOPPED: &str = "capturer stop reaches Stopped with zero live tasks";
+    /// Eventually: exactly once at quiescence.
+    pub const EXACTLY_ONCE: &str = "at quiescence every line was delivered exactly once";
+    /// Sometimes: a stop while a rotation is in progress.
+    pub const STOP_DURING_ROTATING: &str = "stop during Rotating";
+    /// Sometimes: a cancelled reader still delivers a frame.
+    pub const FRAMES_IN_FLIGHT: &str = "rotation with frames in flight";
+    /// Sometimes: lines of a restarted container delivered after earlier ones.
+    pub const RESUME_AFTER_RESTART: &str = "resume after restart";
+    /// Sometimes: a backoff deadline is armed.
+    pub const BACKOFF: &str = "a reopen waits out a backoff";
+    /// Sometimes: a merged partial line was delivered.
+    pub const PARTIAL_MERGED: &str = "a line split in parts is delivered merged";
+    /// Sometimes: the last line without newline was delivered.
+    pub const LAST_LINE_FLUSHED: &str = "the last line without newline is flushed at end of stream";
+}
+
+/// How a property is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Every container, in every state.
+    Always,
+    /// Every container, in every terminal state (the graph is finite and acyclic).
+    Eventually,
+    /// Some container, in some state.
+    Sometimes,
+}
+
+/// A per-container check.
+pub type Check = fn(&CaptureModel, &Container) -> bool;
+
+/// Every property: its name, its kind and its check on one container. The system's property is
+/// the check over every container (for `sometimes`, over some container).
+pub const PROPERTIES: [(&str, Kind, Check); 18] = [
+    (names::INVARIANTS, Kind::Always, |_, k| {
+        k.machine.check_invariants().is_ok()
+    }),
+    (names::ONE_READER, Kind::Always, |_, k| {
+        k.readers.len() <= 1 && no_flaw(k, |f| *f == Flaw::TwoReaders)
+    }),
+    (names::NO_HEARTBEAT_WAIT, Kind::Always, |_, k| {
+        k.rotation != Rotation::Blocked
+    }),
+    (names::STOPPED_QUIET, Kind::Always, |_, k| {
+        (!k.machine.is_stopped() || (k.readers.is_empty() && k.heartbeats.is_empty()))
+            && no_flaw(k, |f| *f == Flaw::CommandAfterStop)
+    }),
+    (names::BOUNDED_TASKS, Kind::Always, |_, k| {
+        k.readers.len() + k.heartbeats.len() <= 2
+            && k.heartbeats.len() <= 1
+            && no_flaw(k, |f| *f == Flaw::TwoHeartbeats)
+    }),
+    (names::CURSOR_FORWARD, Kind::Always, |_, k| {
+        no_flaw(k, |f| *f == Flaw::CheckpointMovedBack)
+    }),
+    (names::PREFIX, Kind::Always, |_, k| {
+        no_flaw(k, |f| {
+            matches!(
+                f,
+                Flaw::Duplicate { .. } | Flaw::Skipped { .. } | Flaw::Unknown { .. }
+            )
+        })
+    }),
+    (names::AGREE, Kind::Always, |_, k| {
+        no_flaw(k, |f| {
+            matches!(f, Flaw::StrayCommand(_) | Flaw::StrayReport(_))
+        })
+    }),
+    (names::AT_REST, Kind::Always, |m, k| {
+        m.exactly_once_at_rest(k)
+    }),
+    (names::ROTATION_COMPLETES, Kind::Eventually, |_, k| {
+        matches!(
+            k.rotation,
+            Rotation::Done | Rotation::Joined { clean: true }
+        )
+    }),
+    (names::STOP_REACHES_STOPPED, Kind::Eventually, |_, k| {
+        k.capturer == Capturer::Running || stop_complete(k)
+    }),
+    (names::EXACTLY_ONCE, Kind::Eventually, |m, k| {
+        m.exactly_once_at_rest(k)
+    }),
+    (names::STOP_DURING_ROTATING, Kind::Sometimes, |_, k| {
+        k.capturer == Capturer::Stopping
+            && k.machine.phase() == Phase::Rotating
+            && k.readers
+                .iter()
+                .any(|r| r.cancel == Some(CancelReason::Rotation))
+    }),
+    (names::FRAMES_IN_FLIGHT, Kind::Sometimes, |_, k| {
+        k.readers
+            .iter()
+            .any(|r| r.cancel == Some(CancelReason::Rotation) && r.after_cancel > 0)
+    }),
+    (names::RESUME_AFTER_RESTART, Kind::Sometimes, |m, k| {
+        let first_run = m.meaning.upto[usize::from(k.split)];
+        k.restarted
+            && first_run.iter().any(|&n| n > 0)
+            && (k.delivered[0] > first_run[0] || k.delivered[1] > first_run[1])
+    }),
+    (names::BACKOFF, Kind::Sometimes, |_, k| {
+        k.machine.live_generation().is_none() && k.machine.poll_timeout().is_some()
+    }),
+    (names::PARTIAL_MERGED, Kind::Sometimes, |m, k| {
+        let merged = m.meaning.lines[0].iter().position(|l| l.text == b"p1p2");
+        merged.is_some_and(|i| usize::from(k.delivered[0]) > i)
+    }),
+    (names::LAST_LINE_FLUSHED, Kind::Sometimes, |m, k| {
+        usize::from(k.delivered[0]) == m.meaning.lines[0].len()
+            && usize::from(k.written) == m.log.len()
+    }),
+];
+
+/// Property `P` holds for every container (done ones by their summary).
+fn every<const P: usize>(m: &CaptureModel, s: &State) -> bool {
+    s.done.iter().all(|d| d.0 & (1 << P) != 0)
+        && s.containers.iter().all(|k| (PROPERTIES[P].2)(m, k))
+}
+
+/// Property `P` holds for some container.
+fn some<const P: usize>(m: &CaptureModel, s: &State) -> bool {
+    s.done.iter().any(|d| d.0 & (1 << P) != 0)
+        || s.containers.iter().any(|k| (PROPERTIES[P].2)(m, k))
+}
+
+/// `s` is terminal and property `P` holds for every container.
+fn at_end<const P: usize>(m: &CaptureModel, s: &State) -> bool {
+    every::<P>(m, s) && m.is_terminal(s)
+}
+
+macro_rules! property {
+    ($i:literal) => {{
+        let (name, kind, _) = PROPERTIES[$i];
+        match kind {
+            Kind::Always => Property::always(name, every::<$i>),
+            Kind::Eventually => Property::eventually(name, at_end::<$i>),
+            Kind::Sometimes => Property::sometimes(name, some::<$i>),
+        }
+    }};
+}
+
+fn properties() -> Vec<Property<CaptureModel>> {
+    vec![
+        property!(0),
+        property!(1),
+        property!(2),
+        property!(3),
+        property!(4),
+        property!(5),
+        property!(6),
+        property!(7),
+        property!(8),
+        property!(9),
+        property!(10),
+        property!(11),
+        property!(12),
+        property!(13),
+        property!(14),
+        property!(15),
+        property!(16),
+        property!(17),
+    ]
+}
