@@ -91,6 +91,10 @@ fn shared_scope_mutant_is_caught() {
         "check_invariants names invariant 3"
     );
     shortest_trace(&opts, names::AT_REST);
+    // The seed's own story: a rotation whose next reader waits for the heartbeat.
+    assert!(failing.contains(&names::NO_HEARTBEAT_WAIT), "{failing:?}");
+    assert!(failing.contains(&names::ROTATION_COMPLETES), "{failing:?}");
+    shortest_trace(&opts, names::NO_HEARTBEAT_WAIT);
 }
 
 #[test]
