@@ -351,6 +351,12 @@ pub enum Action {
     Restart(usize),
     /// The first container is done; the next one runs.
     Pass,
+    /// Without composition: the daemon restarts, for every container at once.
+    DaemonRestartAll,
+    /// Without composition: the capturer is told to stop, every machine at once.
+    StopAll,
+    /// Without composition: the capturer starts again once every machine stopped.
+    RestartAll,
 }
 
 /// Collects a readable account of one step, for traces and the Explorer.
@@ -567,7 +573,16 @@ impl CaptureModel {
             return;
         }
         let offset = st.done.len();
-        self.act(st, a, offset, notes);
+        let each = |f: fn(usize) -> Action| (0..st.containers.len()).map(f).collect::<Vec<_>>();
+        let steps = match a {
+            Action::DaemonRestartAll => each(Action::DaemonRestart),
+            Action::StopAll => each(Action::Stop),
+            Action::RestartAll => each(Action::Restart),
+            other => vec![other],
+        };
+        for step in steps {
+            self.act(st, step, offset, notes);
+        }
         for k in &mut st.containers {
             settle(k);
         }
@@ -812,7 +827,7 @@ impl CaptureModel {
                 notes.add(|| format!("c{} listed: {event:?}", n));
                 self.feed(st, c, Input::Event(event), notes);
             }
-            Action::Pass => {}
+            Action::Pass | Action::DaemonRestartAll | Action::StopAll | Action::RestartAll => {}
         }
     }
 
@@ -970,8 +985,9 @@ impl CaptureModel {
         }
     }
 
-    /// The actions that concern container `c` alone.
-    fn local_actions(&self, s: &State, c: usize, actions: &mut Vec<Action>) {
+    /// The actions that concern container `c` alone, and with `shared` the shared events as
+    /// this container goes through them.
+    fn local_actions(&self, s: &State, c: usize, shared: bool, actions: &mut Vec<Action>) {
         let b = &self.opts.bounds;
         let budget = &s.budget;
         let k = &s.containers[c];
@@ -1026,6 +1042,9 @@ impl CaptureModel {
             }
         }
         // The shared events, as this container goes through them.
+        if !shared {
+            return;
+        }
         if k.daemon_restarts < b.daemon_restarts {
             actions.push(Action::DaemonRestart(c));
         }
@@ -1192,15 +1211,31 @@ impl Model for CaptureModel {
 
     fn actions(&self, s: &State, actions: &mut Vec<Action>) {
         if !self.opts.compose {
+            // Every interleaving, and the shared events happen to every container at once.
             for c in 0..s.containers.len() {
-                self.local_actions(s, c, actions);
+                self.local_actions(s, c, false, actions);
+            }
+            let b = &self.opts.bounds;
+            let all = |f: &dyn Fn(&Container) -> bool| s.containers.iter().all(f);
+            if all(&|k| k.daemon_restarts < b.daemon_restarts) {
+                actions.push(Action::DaemonRestartAll);
+            }
+            if all(&|k| k.capturer == Capturer::Running && k.stops < b.capturer_stops) {
+                actions.push(Action::StopAll);
+            }
+            if all(&|k| {
+                k.capturer == Capturer::Stopping
+                    && stop_complete(k)
+                    && k.relists < b.capturer_restarts
+            }) {
+                actions.push(Action::RestartAll);
             }
             return;
         }
         if s.containers.is_empty() {
             return;
         }
-        self.local_actions(s, 0, actions);
+        self.local_actions(s, 0, true, actions);
         if actions.is_empty() && s.containers.len() > 1 {
             actions.push(Action::Pass);
         }
