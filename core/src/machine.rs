@@ -103,8 +103,8 @@ pub(crate) struct Reader {
     pub(crate) delivered: bool,
     /// Its stream ended cleanly (`EndOfStream`); no more frames.
     pub(crate) ended: bool,
-    /// It was opened once the container was known to have stopped, and the container has not
-    /// started since: its log was complete, so reaching its end means everything was read.
+    /// It was opened once a `die` said the container stopped, and no `start` or other `die`
+    /// came since: its log was complete, so reaching its end means everything was read.
     pub(crate) draining: bool,
     /// It was told to stop, and why.
     pub(crate) cancel: Option<CancelReason>,
@@ -145,8 +145,11 @@ pub(crate) enum StopCause {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerMachine {
     pub(crate) config: Config,
-    /// What the machine last learned about the container.
+    /// Whether the container runs, as last learned.
     pub(crate) running: bool,
+    /// It does not run, and a `die` (not merely an inspect, which may be older than a `start`
+    /// already seen) said so: its log is complete.
+    pub(crate) stop_confirmed: bool,
     /// There may be lines not yet read: a reader is wanted.
     pub(crate) needs_read: bool,
     /// The logging driver cannot be read (501).
@@ -178,6 +181,7 @@ impl ContainerMachine {
         ContainerMachine {
             config,
             running: false,
+            stop_confirmed: false,
             needs_read: false,
             unreadable: false,
             stop: None,
@@ -350,6 +354,7 @@ impl ContainerMachine {
 
     fn on_started(&mut self, now: Instant) {
         self.running = true;
+        self.stop_confirmed = false;
         if let Some(r) = &mut self.reader {
             // It may write into this stream now: reaching its end no longer proves the log
             // was read whole.
@@ -367,18 +372,22 @@ impl ContainerMachine {
 
     fn on_died(&mut self, now: Instant) {
         let believed_running = std::mem::replace(&mut self.running, false);
-        // A container that stops while the machine did not think it ran: a run it never saw
-        // whole (a fresh machine, a missed `start`, or a stale inspect that said "stopped" while
-        // it ran). Read what is there, once it is all there.
-        if !believed_running && self.stop.is_none() {
+        self.stop_confirmed = true;
+        if self.stop.is_some() {
+            return;
+        }
+        if !believed_running {
+            // A stop the machine did not see coming: a run it never saw whole (a fresh machine,
+            // a missed `start`), or a repeated `die`. A live stream was not opened on a complete
+            // log after all.
             if let Some(r) = &mut self.reader {
-                // It was opened on the wrong belief that the container had stopped.
                 r.draining = false;
             }
-            self.needs_read = true;
-            if self.reopen_at.is_none() {
-                self.schedule_reopen(now);
-            }
+        }
+        // The run's log is complete now: read what is left of it.
+        self.needs_read = true;
+        if self.reader.is_none() && self.reopen_at.is_none() {
+            self.schedule_reopen(now);
         }
     }
 
@@ -431,11 +440,13 @@ impl ContainerMachine {
         if self.heartbeat != Heartbeat::Live {
             return;
         }
-        // The heartbeat's inspect corrects a missed `start` or `die` event.
+        // The heartbeat's inspect corrects a missed `start`. A "stopped" is only noted: the
+        // inspect may be older than a `start` already handled, so only a `die` confirms a stop
+        // (the runtime feeds one for every stop, from the events or from a resync).
         if running && !self.running {
             self.on_started(now);
-        } else if !running && self.running {
-            self.on_died(now);
+        } else if !running {
+            self.running = false;
         }
         let stalled = match &self.reader {
             Some(r) if running && r.opened && !r.ended && r.cancel.is_none() => {
@@ -702,7 +713,7 @@ impl ContainerMachine {
             last_activity: now,
             delivered: false,
             ended: false,
-            draining: !self.running,
+            draining: !self.running && self.stop_confirmed,
             cancel: None,
         });
         self.rotate_at = Some(now.after(self.config.rotate_every));

@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
 use capturer_core::scope::ScopeGuard;
 use capturer_core::{
     Demux, Event, Flow, Generation, LineSink, Message, ReadError, ReaderExit, Since, Stream,
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::container::Shared;
-use crate::docker::{self, Endpoint};
+use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
 use crate::metrics::Metrics;
 use crate::sink::{SinkMsg, BATCH_BYTES};
@@ -47,8 +46,6 @@ pub struct Reader {
     pub endpoint: Endpoint,
     /// The API version prefix, e.g. `v1.41`.
     pub api_version: String,
-    /// For the inspect after a clean end.
-    pub docker: Docker,
     /// The sink.
     pub sink: mpsc::Sender<SinkMsg>,
     /// Set by the supervisor to stop this generation.
@@ -66,8 +63,6 @@ pub struct Reader {
 pub struct Outcome {
     /// The exit.
     pub exit: ReaderExit,
-    /// After a clean end: whether inspect says the container still runs.
-    pub running: Option<bool>,
 }
 
 /// Where a generation's outcome is left for the supervisor.
@@ -88,11 +83,9 @@ impl Reader {
     async fn read(&self) -> Outcome {
         let failed = |e: ReadError| Outcome {
             exit: ReaderExit::Failed(e),
-            running: None,
         };
         let cancelled = Outcome {
             exit: ReaderExit::Cancelled,
-            running: None,
         };
         let connect = async {
             match &self.endpoint {
@@ -120,11 +113,9 @@ impl Reader {
     async fn stream<S: AsyncRead + AsyncWrite + Unpin>(&self, mut io: S) -> Outcome {
         let failed = |e: ReadError| Outcome {
             exit: ReaderExit::Failed(e),
-            running: None,
         };
         let cancelled = Outcome {
             exit: ReaderExit::Cancelled,
-            running: None,
         };
         let since = if self.since.0 .0 == 0 {
             String::new()
@@ -280,7 +271,6 @@ impl Reader {
             tracing::warn!(container = %self.shared.id, generation = %self.generation, error = %why, "undecodable log stream; reopening from the cursor");
             return Step::Stop(Outcome {
                 exit: ReaderExit::Failed(ReadError::BadFrame),
-                running: None,
             });
         }
         match flow {
@@ -288,12 +278,11 @@ impl Reader {
             // The machine retired this generation (a bad frame): it waits for our exit.
             Flow::Stop => Step::Stop(Outcome {
                 exit: ReaderExit::Cancelled,
-                running: None,
             }),
         }
     }
 
-    /// The stream ended cleanly: flush unfinished lines, then ask whether the container runs.
+    /// The stream ended cleanly: the machine decides what unfinished lines mean.
     async fn end_of_stream(&self, decoder: &mut Decoder) -> Outcome {
         let mut batch = Batch::new(&self.shared.encoder);
         let cursor = {
@@ -313,7 +302,6 @@ impl Reader {
                 drop(m);
                 return Outcome {
                     exit: ReaderExit::Failed(ReadError::BadFrame),
-                    running: None,
                 };
             }
             m.handle_end_of_stream(generation, &mut batch);
@@ -322,13 +310,11 @@ impl Reader {
         batch
             .send(&self.sink, &self.shared.id, cursor, &self.metrics)
             .await;
-        let running = tokio::select! {
-            _ = self.cancel.cancelled() => None,
-            r = docker::is_running(&self.docker, &self.shared.id) => r.ok().map(|r| r.unwrap_or(false)),
-        };
+        // Whether the container still runs is not asked here: an inspect made now could be
+        // older than a `start` the supervisor handles before this exit, and the machine takes
+        // a stop as final only from a `die` (see ContainerMachine's `stop_confirmed`).
         Outcome {
             exit: ReaderExit::CleanEnd,
-            running,
         }
     }
 }

@@ -18,7 +18,7 @@ use bollard::Docker;
 use capturer_core::scope::Scope;
 use capturer_core::{
     Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
-    Report, StreamSet, Timestamp,
+    ReadError, ReaderExit, Report, StreamSet, Timestamp,
 };
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::StreamExt;
@@ -409,21 +409,10 @@ impl Supervisor {
                         entry.reader = None;
                     }
                 }
-                let outcome = outcome.unwrap_or(crate::reader::Outcome {
-                    exit: capturer_core::ReaderExit::Failed(capturer_core::ReadError::Transient),
-                    running: None,
-                });
-                if outcome.running == Some(false) {
-                    self.feed(&id, Event::ContainerDied).await;
-                }
-                self.feed(
-                    &id,
-                    Event::ReaderExited {
-                        generation,
-                        exit: outcome.exit,
-                    },
-                )
-                .await;
+                // A reader that left no outcome panicked: a failure, retried from the cursor.
+                let exit = outcome.map_or(ReaderExit::Failed(ReadError::Transient), |o| o.exit);
+                self.feed(&id, Event::ReaderExited { generation, exit })
+                    .await;
             }
             Joined::Heartbeat { id } => {
                 if let Some(entry) = self.containers.get_mut(&id) {
@@ -511,7 +500,6 @@ impl Supervisor {
                     since,
                     endpoint: self.endpoint.clone(),
                     api_version: self.api_version.clone(),
-                    docker: self.docker.clone(),
                     sink: self.sink.clone(),
                     cancel: cancel.clone(),
                     metrics: self.metrics.clone(),
