@@ -14,6 +14,7 @@ use capturer_core::{
     Demux, Event, Flow, Generation, LineSink, Message, ReadError, ReaderExit, Since, Stream,
     TtySplitter, Verdict,
 };
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
@@ -24,7 +25,7 @@ use crate::container::Shared;
 use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
 use crate::metrics::Metrics;
-use crate::sink::{SinkMsg, BATCH_BYTES};
+use crate::sink::{SinkSender, BATCH_BYTES};
 
 /// How long connecting and receiving the response head may take. The body has no timeout:
 /// it is a stream; the heartbeat watches it for stalls.
@@ -47,7 +48,7 @@ pub struct Reader {
     /// The API version prefix, e.g. `v1.41`.
     pub api_version: String,
     /// The sink.
-    pub sink: mpsc::Sender<SinkMsg>,
+    pub sink: SinkSender,
     /// Set by the supervisor to stop this generation.
     pub cancel: CancellationToken,
     /// Counters.
@@ -187,58 +188,78 @@ impl Reader {
         };
         // The bytes after the head are the first of the body.
         buf.drain(..head_len);
-        let mut pending = std::mem::take(&mut buf);
-        let mut read = Vec::with_capacity(READ_MIN);
+        // Lines pile up in one batch while reads find data waiting; the batch goes to the sink
+        // before the reader waits (or once it is big), so a busy stream makes few large
+        // batches and an idle one sends each line at once.
+        let mut batch = Batch::new(&self.shared.encoder);
         loop {
-            if !pending.is_empty() {
-                let step = self.process(&pending, &mut body, &mut decoder).await;
-                pending.clear();
-                match step {
-                    Step::Go => {}
-                    Step::Stop(outcome) => return outcome,
+            if !buf.is_empty() {
+                let step = self.process(&buf, &mut body, &mut decoder, &mut batch);
+                if !matches!(step, Step::Go) || batch.bytes.len() >= BATCH_BYTES {
+                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                }
+                if let Step::Stop(outcome) = step {
+                    return outcome;
                 }
             }
             if body.is_done() {
                 break;
             }
+            if self.cancel.is_cancelled() {
+                batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                return cancelled;
+            }
             // Grow the buffer while reads fill it; an idle reader keeps a small one.
-            if read.len() == read.capacity() && read.capacity() < READ_MAX {
-                read.reserve(read.capacity());
+            let filled = buf.len() == buf.capacity();
+            buf.clear();
+            if filled && buf.capacity() < READ_MAX {
+                buf.reserve(buf.capacity());
             }
-            read.clear();
-            let n = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return cancelled,
-                r = io.read_buf(&mut read) => match r {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::debug!(container = %self.shared.id, error = %e, "log stream: read failed");
-                        return failed(ReadError::Transient);
+            let read = match io.read_buf(&mut buf).now_or_never() {
+                Some(r) => r,
+                None => {
+                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => return cancelled,
+                        r = io.read_buf(&mut buf) => r,
                     }
-                },
-            };
-            if n == 0 {
-                if body.may_end_at_eof() {
-                    break;
                 }
-                tracing::debug!(container = %self.shared.id, "log stream: connection closed mid-body");
-                return failed(ReadError::Transient);
+            };
+            match read {
+                Ok(0) if body.may_end_at_eof() => break,
+                Ok(0) => {
+                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    tracing::debug!(container = %self.shared.id, "log stream: connection closed mid-body");
+                    return failed(ReadError::Transient);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    tracing::debug!(container = %self.shared.id, error = %e, "log stream: read failed");
+                    return failed(ReadError::Transient);
+                }
             }
-            std::mem::swap(&mut read, &mut pending);
         }
+        batch.send(&self.sink, &self.shared.id, &self.metrics).await;
         self.end_of_stream(&mut decoder).await
     }
 
-    /// Decodes one read's worth of bytes through the machine and sends the new lines.
-    async fn process(&self, bytes: &[u8], body: &mut Body, decoder: &mut Decoder) -> Step {
-        let mut batch = Batch::new(&self.shared.encoder);
+    /// Decodes one read's worth of bytes through the machine into `batch`.
+    fn process<'e>(
+        &self,
+        bytes: &[u8],
+        body: &mut Body,
+        decoder: &mut Decoder,
+        batch: &mut Batch<'e>,
+    ) -> Step {
         let mut problem: Option<String> = None;
         let mut flow = Flow::Continue;
-        let cursor = {
+        {
             let now = self.clock.now();
             let mut m = self.shared.machine();
             let generation = self.generation;
-            let mut feed = |stream: Stream, frame: &[u8], batch: &mut Batch<'_>| {
+            let mut feed = |stream: Stream, frame: &[u8], batch: &mut Batch<'e>| {
                 if flow == Flow::Continue {
                     flow = m.handle_frame(now, generation, stream, frame, batch);
                 }
@@ -246,27 +267,23 @@ impl Reader {
             let decoded = body.decode(bytes, |data| match decoder {
                 Decoder::Demux(d) => {
                     if problem.is_none() {
-                        if let Err(e) = d.push(data, |f| feed(f.stream, f.bytes, &mut batch)) {
+                        if let Err(e) = d.push(data, |f| feed(f.stream, f.bytes, batch)) {
                             problem = Some(e.to_string());
                         }
                     }
                 }
-                Decoder::Tty(t) => t.push(data, |f| feed(f.stream, f.bytes, &mut batch)),
+                Decoder::Tty(t) => t.push(data, |f| feed(f.stream, f.bytes, batch)),
             });
             if let Err(e) = decoded {
                 problem.get_or_insert(http_problem(&e));
             }
+            batch.cursor = Some(m.cursor().clone());
             let waiting = m.has_commands();
-            let cursor = m.cursor().clone();
             drop(m);
             if waiting {
                 let _ = self.poke.try_send(self.shared.id.clone());
             }
-            cursor
-        };
-        batch
-            .send(&self.sink, &self.shared.id, cursor, &self.metrics)
-            .await;
+        }
         if let Some(why) = problem {
             tracing::warn!(container = %self.shared.id, generation = %self.generation, error = %why, "undecodable log stream; reopening from the cursor");
             return Step::Stop(Outcome {
@@ -285,7 +302,7 @@ impl Reader {
     /// The stream ended cleanly: the machine decides what unfinished lines mean.
     async fn end_of_stream(&self, decoder: &mut Decoder) -> Outcome {
         let mut batch = Batch::new(&self.shared.encoder);
-        let cursor = {
+        {
             let now = self.clock.now();
             let mut m = self.shared.machine();
             let generation = self.generation;
@@ -305,11 +322,9 @@ impl Reader {
                 };
             }
             m.handle_end_of_stream(generation, &mut batch);
-            m.cursor().clone()
-        };
-        batch
-            .send(&self.sink, &self.shared.id, cursor, &self.metrics)
-            .await;
+            batch.cursor = Some(m.cursor().clone());
+        }
+        batch.send(&self.sink, &self.shared.id, &self.metrics).await;
         // Whether the container still runs is not asked here: an inspect made now could be
         // older than a `start` the supervisor handles before this exit, and the machine takes
         // a stop as final only from a `die` (see ContainerMachine's `stop_confirmed`).
@@ -338,10 +353,11 @@ enum Step {
     Stop(Outcome),
 }
 
-/// The lines of one read, encoded, with what the cursor dropped.
+/// Lines encoded for the sink, the cursor that covers them, and what the cursor dropped.
 struct Batch<'a> {
     encoder: &'a crate::output::LineEncoder,
     bytes: Vec<u8>,
+    cursor: Option<capturer_core::Cursor>,
     lines: [u64; 3],
     duplicates: u64,
 }
@@ -351,20 +367,15 @@ impl<'a> Batch<'a> {
         Batch {
             encoder,
             bytes: Vec::new(),
+            cursor: None,
             lines: [0; 3],
             duplicates: 0,
         }
     }
 
     /// Counts the lines and hands them to the sink with the cursor that covers them, waiting
-    /// while the sink is full. A read that delivered nothing new sends nothing.
-    async fn send(
-        self,
-        sink: &mpsc::Sender<SinkMsg>,
-        id: &Arc<str>,
-        cursor: capturer_core::Cursor,
-        metrics: &Metrics,
-    ) {
+    /// while the sink is full; the batch is empty afterwards.
+    async fn send(&mut self, sink: &SinkSender, id: &Arc<str>, metrics: &Metrics) {
         for s in Stream::ALL {
             if self.lines[s.index()] > 0 {
                 metrics.add_lines(s, self.lines[s.index()]);
@@ -373,15 +384,15 @@ impl<'a> Batch<'a> {
         if self.duplicates > 0 {
             metrics.add_duplicates(self.duplicates);
         }
+        self.lines = [0; 3];
+        self.duplicates = 0;
+        let cursor = self.cursor.take();
         if self.bytes.is_empty() {
             return;
         }
-        let msg = SinkMsg::Batch {
-            id: id.clone(),
-            bytes: self.bytes,
-            cursor,
-        };
-        if sink.send(msg).await.is_err() {
+        let bytes = std::mem::take(&mut self.bytes);
+        let Some(cursor) = cursor else { return };
+        if !sink.batch(id.clone(), bytes, cursor).await {
             tracing::error!(container = %id, "the sink is gone; lines not written");
         }
     }

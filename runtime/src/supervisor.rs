@@ -33,7 +33,7 @@ use crate::filter::{Filter, Subject};
 use crate::heartbeat::{self, Tick};
 use crate::metrics::Metrics;
 use crate::reader::{OutcomeSlot, Reader};
-use crate::sink::SinkMsg;
+use crate::sink::{SinkMsg, SinkSender};
 use crate::state::StateStore;
 
 /// A scope that was closed and is being joined; resolves once it is empty.
@@ -96,7 +96,7 @@ pub struct Supervisor {
     ticks: mpsc::Receiver<Tick>,
     poke_tx: mpsc::Sender<Arc<str>>,
     pokes: mpsc::Receiver<Arc<str>>,
-    sink: mpsc::Sender<SinkMsg>,
+    sink: SinkSender,
     metrics: Arc<Metrics>,
     own_id: Option<String>,
     seed: u64,
@@ -107,7 +107,7 @@ impl Supervisor {
     pub async fn connect(
         settings: Settings,
         store: StateStore,
-        sink: mpsc::Sender<SinkMsg>,
+        sink: SinkSender,
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
     ) -> Result<Supervisor, SupervisorError> {
@@ -574,13 +574,13 @@ impl Supervisor {
                 };
                 shared.encoder.encode(&mut bytes, &message);
                 let cursor = shared.machine().cursor().clone();
-                let _ = self.sink.send(SinkMsg::Batch { id, bytes, cursor }).await;
+                let _ = self.sink.batch(id, bytes, cursor).await;
             }
             Command::Checkpoint(cursor) => {
-                let _ = self.sink.send(SinkMsg::Checkpoint { id, cursor }).await;
+                self.sink.control(SinkMsg::Checkpoint { id, cursor });
             }
             Command::Forget => {
-                let _ = self.sink.send(SinkMsg::Forget { id }).await;
+                self.sink.control(SinkMsg::Forget { id });
             }
             Command::Report(report) => self.report(shared, report),
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -39,12 +39,11 @@ pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_owned();
+        // A test runs from target/<profile>/deps/, a binary (the bench) from target/<profile>/.
+        let mut profile_dir = exe.parent().expect("target dir").to_owned();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir.parent().expect("target dir").to_owned();
+        }
         let profile = profile_dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -93,9 +92,24 @@ impl Capturer {
     /// Starts `log-capturer run` selecting containers labelled `label` (`key=value`), with
     /// `extra` flags, writing under a fresh directory named after `name`.
     pub fn start(name: &str, label: &str, extra: &[&str]) -> Capturer {
+        Capturer::start_with_state(name, label, extra, &[])
+    }
+
+    /// Like `start`, with cursor files placed in the state directory first: `(container id,
+    /// file contents)`. A stopped container with a cursor is read at start-up.
+    pub fn start_with_state(
+        name: &str,
+        label: &str,
+        extra: &[&str],
+        state: &[(String, String)],
+    ) -> Capturer {
         let output = std::env::temp_dir().join(format!("lc-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&output);
-        std::fs::create_dir_all(&output).expect("create the output directory");
+        let state_dir = output.join("out").join(".state");
+        std::fs::create_dir_all(&state_dir).expect("create the output directory");
+        for (id, contents) in state {
+            std::fs::write(state_dir.join(format!("{id}.json")), contents).expect("write a cursor");
+        }
         let metrics = free_addr();
         let mut args: Vec<String> = vec![
             "run".into(),

@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
             drain::run(
                 &docker,
                 flag(&args, "--lines", 1_000_000),
-                flag(&args, "--rounds", 3),
+                flag(&args, "--rounds", 5),
             )
             .await
         }
