@@ -34,4 +34,3 @@ pub(crate) fn tracing() -> bool {
         std::env::var_os("CAPTURER_FUZZ_TRACE").is_some_and(|v| !v.is_empty() && v != "0")
     })
 }
-
