@@ -72,6 +72,8 @@ pub struct Settings {
     pub max_file_size: u64,
     /// How often flushed cursors are persisted.
     pub checkpoint_every: Duration,
+    /// How long a busy reader stays off the poller before its next read (zero: never).
+    pub read_pause: Duration,
 }
 
 /// A setting that could not be used.
@@ -104,6 +106,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("stop_timeout", Kind::One),
     ("max_file_size", Kind::One),
     ("checkpoint_every", Kind::One),
+    ("read_pause", Kind::One),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -142,6 +145,8 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --stop-timeout DURATION    graceful stop deadline, then exit 1 (default 10s)
   --max-file-size BYTES      rotate a container's output file at this size (default 128MiB)
   --checkpoint-every DURATION persist flushed cursors this often (default 1s)
+  --read-pause DURATION      a busy stream waits this long between reads, so each read takes
+                             many frames at once (default 1ms; 0 reads as soon as data arrives)
 
 Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
 Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
@@ -228,6 +233,7 @@ impl Settings {
         let heartbeat_every = duration("heartbeat_every", Duration::from_secs(30))?;
         let stop_timeout = duration("stop_timeout", Duration::from_secs(10))?;
         let checkpoint_every = duration("checkpoint_every", Duration::from_secs(1))?;
+        let read_pause = duration("read_pause", Duration::from_millis(1))?;
         let globs = |key: &str| -> Result<Vec<String>, ConfigError> {
             let Some((values, src)) = many(key) else {
                 return Ok(Vec::new());
@@ -308,6 +314,7 @@ impl Settings {
             stop_timeout,
             max_file_size,
             checkpoint_every,
+            read_pause,
         })
     }
 }

@@ -35,6 +35,9 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
+/// A read that waited less than this found the stream busy: the next one pauses first.
+const BUSY_WAIT: Duration = Duration::from_micros(500);
+
 /// What a reader needs.
 pub struct Reader {
     /// Its container.
@@ -57,6 +60,8 @@ pub struct Reader {
     pub clock: Clock,
     /// Tells the supervisor the machine has commands waiting (a report, a cancel).
     pub poke: mpsc::Sender<Arc<str>>,
+    /// How long a busy stream stays off the poller before its next read (zero: never).
+    pub pause: Duration,
 }
 
 /// How a generation ended, as the supervisor passes it to the machine.
@@ -111,7 +116,7 @@ impl Reader {
         }
     }
 
-    async fn stream<S: AsyncRead + AsyncWrite + Unpin>(&self, mut io: S) -> Outcome {
+    async fn stream<S: AsyncRead + AsyncWrite + Unpin + Pause>(&self, mut io: S) -> Outcome {
         let failed = |e: ReadError| Outcome {
             exit: ReaderExit::Failed(e),
         };
@@ -192,6 +197,7 @@ impl Reader {
         // before the reader waits (or once it is big), so a busy stream makes few large
         // batches and an idle one sends each line at once.
         let mut batch = Batch::new(&self.shared.encoder);
+        let mut busy = false;
         loop {
             if !buf.is_empty() {
                 let step = self.process(&buf, &mut body, &mut decoder, &mut batch);
@@ -219,11 +225,29 @@ impl Reader {
                 Some(r) => r,
                 None => {
                     batch.send(&self.sink, &self.shared.id, &self.metrics).await;
-                    tokio::select! {
+                    // The daemon writes every frame with its own write, and a registered
+                    // socket wakes this thread for each one: at a busy stream's rate that is
+                    // one wake-up and one small read per line. Off the poller for a moment, the
+                    // frames pile up in the socket instead and the next read takes them all.
+                    // An idle stream never pauses, so a lone line is not delayed.
+                    if busy && !self.pause.is_zero() {
+                        io = tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => return cancelled,
+                            r = io.pause(self.pause) => match r {
+                                Ok(io) => io,
+                                Err(_) => return failed(ReadError::Transient),
+                            },
+                        };
+                    }
+                    let asked = std::time::Instant::now();
+                    let r = tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return cancelled,
                         r = io.read_buf(&mut buf) => r,
-                    }
+                    };
+                    busy = asked.elapsed() < BUSY_WAIT;
+                    r
                 }
             };
             match read {
@@ -331,6 +355,29 @@ impl Reader {
         Outcome {
             exit: ReaderExit::CleanEnd,
         }
+    }
+}
+
+/// A socket that can leave the runtime's poller for a while, so that data arriving meanwhile
+/// does not wake the thread (tokio has no way to mute a registered socket's readiness).
+trait Pause: Sized {
+    /// Deregisters, sleeps `d`, registers again; the socket stays open and keeps its data.
+    async fn pause(self, d: Duration) -> std::io::Result<Self>;
+}
+
+impl Pause for UnixStream {
+    async fn pause(self, d: Duration) -> std::io::Result<Self> {
+        let std = self.into_std()?;
+        tokio::time::sleep(d).await;
+        UnixStream::from_std(std)
+    }
+}
+
+impl Pause for TcpStream {
+    async fn pause(self, d: Duration) -> std::io::Result<Self> {
+        let std = self.into_std()?;
+        tokio::time::sleep(d).await;
+        TcpStream::from_std(std)
     }
 }
 

@@ -505,6 +505,7 @@ impl Supervisor {
                     metrics: self.metrics.clone(),
                     clock: self.clock,
                     poke: self.poke_tx.clone(),
+                    pause: self.settings.read_pause,
                 };
                 tokio::spawn(reader.run(guard, slot.clone()));
                 if let Some(entry) = self.containers.get_mut(&id) {
