@@ -424,6 +424,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if rest.is_empty() {
         return Err(bad());
     }
+    // Zero needs no unit, as in Go and systemd.
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
         let digits = rest
@@ -578,6 +582,7 @@ mod tests {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("-1s").is_err());

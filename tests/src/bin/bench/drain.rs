@@ -104,7 +104,7 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
         let client = procfs::run(&mut docker_logs);
 
         println!(
-            "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s, {} reads of {:.1} KiB avg, {} context switches) | docker logs {:.2}s (cpu {:.2}s)",
+            "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s, {} context switches) | docker logs {:.2}s (cpu {:.2}s)",
             raw.wall.as_secs_f64(),
             raw.user + raw.sys,
             raw_daemon_cpu,
@@ -113,8 +113,6 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
             last.user,
             last.sys,
             cap_daemon_cpu,
-            last.read_calls,
-            last.read_bytes as f64 / last.read_calls.max(1) as f64 / 1024.0,
             last.switches,
             client.wall.as_secs_f64(),
             client.user + client.sys,

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R]
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
+//! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
 //! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE]
 //! ```
@@ -13,6 +14,7 @@
 
 mod chart;
 mod drain;
+mod latency;
 mod procfs;
 mod scale;
 mod soak;
@@ -69,6 +71,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Some("latency") => latency::run(&docker).await,
         Some("scale") => {
             scale::run(
                 &docker,
@@ -88,7 +91,9 @@ async fn main() -> ExitCode {
             .await
         }
         _ => {
-            eprintln!("usage: bench drain|cpu|scale|soak [options] (see the source's header)");
+            eprintln!(
+                "usage: bench drain|cpu|latency|scale|soak [options] (see the source's header)"
+            );
             return ExitCode::from(2);
         }
     };

@@ -17,10 +17,6 @@ pub struct Sample {
     pub rss: u64,
     /// Open file descriptors.
     pub fds: u64,
-    /// Read syscalls so far.
-    pub read_calls: u64,
-    /// Bytes read so far (all sources).
-    pub read_bytes: u64,
     /// Context switches so far, voluntary + involuntary, over all threads.
     pub switches: u64,
 }
@@ -50,7 +46,6 @@ pub fn sample(pid: i32) -> Option<Sample> {
     let fds = std::fs::read_dir(dir.join("fd"))
         .map(|d| d.count() as u64)
         .unwrap_or(0);
-    let io = std::fs::read_to_string(dir.join("io")).unwrap_or_default();
     let field = |text: &str, key: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
@@ -70,8 +65,6 @@ pub fn sample(pid: i32) -> Option<Sample> {
         sys,
         rss,
         fds,
-        read_calls: field(&io, "syscr:"),
-        read_bytes: field(&io, "rchar:"),
         switches,
     })
 }
