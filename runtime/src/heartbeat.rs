@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
 use capturer_core::scope::ScopeGuard;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker;
+use crate::conn;
+use crate::docker::Endpoint;
 
 /// A heartbeat's report to the supervisor.
 #[derive(Debug)]
@@ -25,7 +25,8 @@ pub struct Tick {
 pub async fn run(
     guard: ScopeGuard,
     id: Arc<str>,
-    docker: Docker,
+    endpoint: Endpoint,
+    api_version: String,
     every: Duration,
     ticks: mpsc::Sender<Tick>,
     cancel: CancellationToken,
@@ -39,7 +40,9 @@ pub async fn run(
         }
         let answer = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = docker::is_running(&docker, &id) => r,
+            // Over a connection of its own, inside this task: a bollard request would spawn
+            // a task per inspect, and 500 heartbeats would briefly double the task count.
+            r = conn::is_running(&endpoint, &api_version, &id, every) => r,
         };
         let running = match answer {
             Ok(r) => r.unwrap_or(false),

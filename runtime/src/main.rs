@@ -6,6 +6,7 @@
 
 mod clock;
 mod config;
+mod conn;
 mod container;
 mod docker;
 mod filter;

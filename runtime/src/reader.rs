@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::conn::{self, Io};
 use crate::container::Shared;
 use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
@@ -93,15 +94,9 @@ impl Reader {
         let cancelled = Outcome {
             exit: ReaderExit::Cancelled,
         };
-        let connect = async {
-            match &self.endpoint {
-                Endpoint::Unix(path) => UnixStream::connect(path).await.map(Io::Unix),
-                Endpoint::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Io::Tcp),
-            }
-        };
         let io = tokio::select! {
             _ = self.cancel.cancelled() => return cancelled,
-            r = tokio::time::timeout(HEAD_TIMEOUT, connect) => match r {
+            r = tokio::time::timeout(HEAD_TIMEOUT, conn::connect(&self.endpoint)) => match r {
                 Ok(Ok(io)) => io,
                 Ok(Err(e)) => {
                     tracing::debug!(container = %self.shared.id, error = %e, "log stream: connect failed");
@@ -215,11 +210,14 @@ impl Reader {
                 batch.send(&self.sink, &self.shared.id, &self.metrics).await;
                 return cancelled;
             }
-            // Grow the buffer while reads fill it; an idle reader keeps a small one.
-            let filled = buf.len() == buf.capacity();
+            // Grow the buffer while reads fill it, halve it while they use less than a quarter:
+            // after a burst, 500 quiet readers must not each keep 64 KiB.
+            let (used, capacity) = (buf.len(), buf.capacity());
             buf.clear();
-            if filled && buf.capacity() < READ_MAX {
-                buf.reserve(buf.capacity());
+            if used == capacity && capacity < READ_MAX {
+                buf.reserve(capacity);
+            } else if used < capacity / 4 && capacity > READ_MIN {
+                buf.shrink_to((capacity / 2).max(READ_MIN));
             }
             let read = match io.read_buf(&mut buf).now_or_never() {
                 Some(r) => r,
@@ -385,11 +383,6 @@ fn http_problem(e: &HttpError) -> String {
     format!("bad HTTP framing: {e}")
 }
 
-enum Io {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
 enum Decoder {
     Demux(Demux),
     Tty(TtySplitter),
@@ -448,7 +441,9 @@ impl<'a> Batch<'a> {
 impl LineSink for Batch<'_> {
     fn line(&mut self, line: Message<'_>) {
         if self.bytes.capacity() == 0 {
-            self.bytes.reserve(BATCH_BYTES.min(4096));
+            // Small: an idle stream sends one line per batch, and the sink's budget counts
+            // what a batch holds, not what it uses.
+            self.bytes.reserve(256);
         }
         self.encoder.encode(&mut self.bytes, &line);
         self.lines[line.stream.index()] += 1;

@@ -78,7 +78,8 @@ pub struct SinkSender {
 impl SinkSender {
     /// Hands over a batch, first waiting for room in the byte budget. False if the sink is gone.
     pub async fn batch(&self, id: Arc<str>, bytes: Vec<u8>, cursor: Cursor) -> bool {
-        let want = bytes.len().clamp(1, QUEUE_BYTES) as u32;
+        // The allocation is what the queue costs in memory, so that is what the budget counts.
+        let want = bytes.capacity().clamp(1, QUEUE_BYTES) as u32;
         let Ok(room) = self.room.clone().acquire_many_owned(want).await else {
             return false;
         };

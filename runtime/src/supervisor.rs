@@ -541,7 +541,8 @@ impl Supervisor {
                 tokio::spawn(heartbeat::run(
                     guard,
                     id.clone(),
-                    self.docker.clone(),
+                    self.endpoint.clone(),
+                    self.api_version.clone(),
                     self.settings.heartbeat_every,
                     self.ticks_tx.clone(),
                     cancel.clone(),
