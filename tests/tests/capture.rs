@@ -530,3 +530,31 @@ async fn l_the_daemon_restarts_mid_stream_and_capture_goes_on() {
     );
     remove(&docker, &id).await;
 }
+
+#[tokio::test]
+async fn m_the_heartbeat_rotates_a_quiet_stream_of_a_running_container_and_loses_nothing() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let (sel, labels) = label("m");
+    // Every heartbeat inspects the container over the daemon socket; a running container
+    // whose stream was quiet for a whole interval counts as stalled and is reopened.
+    let cap = Capturer::start("m", &sel, &["--heartbeat-every", "300ms"]);
+    let id = start(
+        &docker,
+        &spec(&labels, "echo first; sleep 3; echo second; sleep 100000"),
+    )
+    .await
+    .expect("start");
+    let got = cap.wait_for_lines(&id, 2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2, "both lines");
+    let stalls = cap
+        .metric("log_capturer_stream_rotations_total")
+        .expect("rotations metric");
+    assert!(
+        stalls >= 3.0,
+        "a quiet stream of a running container is rotated at heartbeats: {stalls} rotations in 3 s\n{}",
+        cap.log_text()
+    );
+    assert_exact(&docker, &cap, &id, false).await;
+    remove(&docker, &id).await;
+}
