@@ -13,6 +13,14 @@ started=$(date +%s)
 
 step "test bed: a real Docker daemon and the local test image"
 scripts/testbed.sh
+# Containers an interrupted test or benchmark left behind (ours carry an lc.* label): one with
+# restart policy `always` would otherwise run, and write, for as long as the daemon does.
+leftovers=$(for l in lc.e2e lc.bench lc.test; do docker ps -aq --filter "label=$l"; done)
+if [ -n "$leftovers" ]; then
+    # shellcheck disable=SC2086
+    docker rm -f $leftovers >/dev/null
+    echo "removed $(echo "$leftovers" | wc -l) leftover test containers"
+fi
 
 step "cargo fmt --all --check"
 cargo fmt --all --check

@@ -126,7 +126,9 @@ pub async fn wait_exit(docker: &Docker, id: &str) {
 /// Removes the container, running or not; errors are ignored (it may be gone already).
 pub async fn remove(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
-    let _ = docker.remove_container(id, Some(options)).await;
+    if let Err(e) = docker.remove_container(id, Some(options)).await {
+        eprintln!("could not remove container {id}: {e}");
+    }
 }
 
 /// One line as the daemon holds it: the test oracle.

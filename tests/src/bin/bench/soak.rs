@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::chart;
 use crate::procfs;
-use crate::verdict;
+use crate::{median, verdict};
 
 /// One sample of the capturer.
 #[derive(Clone, Copy, Debug)]
@@ -128,19 +128,27 @@ pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -
     let end = points.last().map_or(0.0, |p| p.t);
     let max = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::MIN, f64::max);
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    // Per minute, the floor (min) and the peak (max): a leak raises the floor; a peak also
-    // counts sockets that are being replaced at that instant (550 reopens a second).
+    // Per minute, the typical level (the median of its six samples) and the range. With 550
+    // reopens a second, all 55 streams rotating in step, one sample may catch every socket
+    // being replaced (a dip) or old and new ones both open (a spike); a leak moves the median.
+    let first_tasks = median(minute(0.0, 60.0).map(|p| p.tasks));
+    let last_tasks = median(minute(end - 60.0, end).map(|p| p.tasks));
+    let first_fds = median(minute(0.0, 60.0).map(|p| p.fds));
+    let last_fds = median(minute(end - 60.0, end).map(|p| p.fds));
     let min = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::MAX, f64::min);
-    let first_tasks = min(&mut minute(0.0, 60.0).map(|p| p.tasks));
-    let last_tasks = min(&mut minute(end - 60.0, end).map(|p| p.tasks));
-    let first_fds = min(&mut minute(0.0, 60.0).map(|p| p.fds));
-    let last_fds = min(&mut minute(end - 60.0, end).map(|p| p.fds));
+    let range = |from: f64, to: f64, f: fn(&Point) -> f64| {
+        format!(
+            "{}..{}",
+            min(&mut minute(from, to).map(f)),
+            max(&mut minute(from, to).map(f))
+        )
+    };
     println!(
-        "first minute: tasks {first_tasks}..{}, fds {first_fds}..{}; last minute: tasks {last_tasks}..{}, fds {last_fds}..{}",
-        max(&mut minute(0.0, 60.0).map(|p| p.tasks)),
-        max(&mut minute(0.0, 60.0).map(|p| p.fds)),
-        max(&mut minute(end - 60.0, end).map(|p| p.tasks)),
-        max(&mut minute(end - 60.0, end).map(|p| p.fds)),
+        "first minute: tasks median {first_tasks} (range {}), fds median {first_fds} (range {}); last minute: tasks median {last_tasks} (range {}), fds median {last_fds} (range {})",
+        range(0.0, 60.0, |p| p.tasks),
+        range(0.0, 60.0, |p| p.fds),
+        range(end - 60.0, end, |p| p.tasks),
+        range(end - 60.0, end, |p| p.fds),
     );
     let first_rss = mean(minute(0.0, 60.0).map(|p| p.rss_mib).collect());
     let last_rss = mean(minute(end - 60.0, end).map(|p| p.rss_mib).collect());
@@ -150,13 +158,13 @@ pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -
         println!("chart: {}", png.display());
     }
     let a = verdict(
-        "soak: tasks, last minute's floor - first minute's floor",
+        "soak: tasks, last minute's median - first minute's median",
         last_tasks - first_tasks,
         "<=",
         0.0,
     );
     let b = verdict(
-        "soak: fds, last minute's floor - first minute's floor",
+        "soak: fds, last minute's median - first minute's median",
         last_fds - first_fds,
         "<=",
         0.0,
