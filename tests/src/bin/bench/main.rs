@@ -6,7 +6,7 @@
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
-//! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE]
+//! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE] [--both-streams]
 //! ```
 
 // A benchmark harness: a failed set-up step must stop it loudly.
@@ -87,6 +87,7 @@ async fn main() -> ExitCode {
                 flag(&args, "--containers", 55),
                 flag(&args, "--minutes", 10),
                 &png,
+                args.iter().any(|a| a == "--both-streams"),
             )
             .await
         }

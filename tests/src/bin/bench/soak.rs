@@ -30,8 +30,16 @@ pub struct Point {
     pub rotations: f64,
 }
 
-/// Runs the soak; returns whether every target is met. Draws the series to `png`.
-pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -> bool {
+/// Runs the soak; returns whether every target is met. Draws the series to `png`. With
+/// `both_streams`, each writer alternates stdout and stderr (still a line a second), so no
+/// stream sits unpositioned at the capture's start and reopens replay almost nothing.
+pub async fn run(
+    docker: &Docker,
+    containers: usize,
+    minutes: u64,
+    png: &Path,
+    both_streams: bool,
+) -> bool {
     let label = format!("soak-{}", std::process::id());
     let labels: HashMap<String, String> = [("lc.bench".to_owned(), label.clone())].into();
     let cap = Capturer::start(
@@ -43,7 +51,11 @@ pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -
     let before = procfs::sample(cap.pid()).expect("the capturer is alive");
     let tasks_before = cap.metric("log_capturer_tasks_alive").unwrap_or(f64::NAN);
     let writer = Spec {
-        script: "i=0; while true; do echo \"l $i\"; i=$((i+1)); sleep 1; done".into(),
+        script: if both_streams {
+            "i=0; while true; do echo \"l $i\"; i=$((i+1)); sleep 1; echo \"l $i\" >&2; i=$((i+1)); sleep 1; done".into()
+        } else {
+            "i=0; while true; do echo \"l $i\"; i=$((i+1)); sleep 1; done".into()
+        },
         labels,
         ..Spec::default()
     };
@@ -56,12 +68,19 @@ pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -
     let total = Duration::from_secs(minutes * 60);
     let mut points = Vec::new();
     println!(
-        "{:>6} {:>7} {:>5} {:>9} {:>10}",
-        "t (s)", "tasks", "fds", "RSS MiB", "rotations"
+        "{:>6} {:>7} {:>5} {:>9} {:>10} {:>12} {:>12}",
+        "t (s)", "tasks", "fds", "RSS MiB", "rotations", "capturer CPU", "dockerd CPU"
     );
+    let dockerd = procfs::dockerd_pid();
+    let cpu = |pid: Option<i32>| pid.and_then(procfs::sample).map_or(f64::NAN, |s| s.cpu);
+    let (mut cap_cpu, mut daemon_cpu) = (cpu(Some(cap.pid())), cpu(dockerd));
     while began.elapsed() < total {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let s = procfs::sample(cap.pid()).expect("the capturer is alive");
+        let d = cpu(dockerd);
+        // CPU over the last 10 s, as a share of one core.
+        let (cap_share, daemon_share) = ((s.cpu - cap_cpu) / 10.0, (d - daemon_cpu) / 10.0);
+        (cap_cpu, daemon_cpu) = (s.cpu, d);
         let p = Point {
             t: began.elapsed().as_secs_f64(),
             tasks: cap.metric("log_capturer_tasks_alive").unwrap_or(f64::NAN),
@@ -72,8 +91,14 @@ pub async fn run(docker: &Docker, containers: usize, minutes: u64, png: &Path) -
                 .unwrap_or(f64::NAN),
         };
         println!(
-            "{:>6.0} {:>7} {:>5} {:>9.2} {:>10}",
-            p.t, p.tasks, p.fds, p.rss_mib, p.rotations
+            "{:>6.0} {:>7} {:>5} {:>9.2} {:>10} {:>11.0}% {:>11.0}%",
+            p.t,
+            p.tasks,
+            p.fds,
+            p.rss_mib,
+            p.rotations,
+            cap_share * 100.0,
+            daemon_share * 100.0
         );
         points.push(p);
     }
