@@ -510,6 +510,7 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from("./capture/.state"));
         assert_eq!(s.rotate_every, Duration::from_secs(300));
         assert_eq!(s.heartbeat_every, Duration::from_secs(30));
+        assert_eq!(s.read_pause, Duration::from_millis(1));
         assert_eq!(s.sink, SinkKind::File);
         assert_eq!(s.from, From::Start);
         assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:9440");
