@@ -248,6 +248,23 @@ impl ContainerMachine {
         self.partials.buffered()
     }
 
+    /// Whether a heartbeat tick could change anything at `now`. Not while the container is
+    /// believed running and its live stream was active within the heartbeat interval: such a
+    /// stream is not stalled, and it proves the container ran. The runtime then skips the
+    /// inspect (and the tick, which is optional: no outcome depends on it), sparing the daemon
+    /// a request per container per interval while logs flow.
+    pub fn wants_heartbeat_tick(&self, now: Instant) -> bool {
+        if !self.running || self.heartbeat != Heartbeat::Live {
+            return true;
+        }
+        match &self.reader {
+            Some(r) if r.opened && !r.ended && r.cancel.is_none() => {
+                now.since(r.last_activity) >= self.config.heartbeat_every
+            }
+            _ => true,
+        }
+    }
+
     /// The next deadline (a backoff ending, or the rotation); call `handle_timeout` then.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.reopen_at, self.rotate_at) {

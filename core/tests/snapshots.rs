@@ -328,6 +328,23 @@ fn a_quiet_live_stream_is_rotated_by_the_heartbeat() {
 }
 
 #[test]
+fn a_tick_is_wanted_only_when_the_stream_has_been_quiet_for_an_interval() {
+    let mut t = started();
+    t.at(500);
+    assert!(!t.m.wants_heartbeat_tick(t.now), "active 499 ms ago");
+    t.at(990).frame(1, Stream::Stdout, 5, b"a\n");
+    t.at(1_500);
+    assert!(!t.m.wants_heartbeat_tick(t.now), "a frame 510 ms ago");
+    t.at(1_990);
+    assert!(
+        t.m.wants_heartbeat_tick(t.now),
+        "quiet for the whole interval"
+    );
+    t.at(2_000).on(Event::ContainerDied);
+    assert!(t.m.wants_heartbeat_tick(t.now), "not believed running");
+}
+
+#[test]
 fn resuming_after_the_capturer_restarts() {
     // The capturer stopped with this cursor saved; the container wrote more meanwhile.
     let mut first = started();

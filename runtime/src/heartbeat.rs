@@ -3,13 +3,14 @@
 //! a quiet stream is stalled.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use capturer_core::scope::ScopeGuard;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::conn;
+use crate::container::Shared;
 use crate::docker::Endpoint;
 
 /// A heartbeat's report to the supervisor.
@@ -24,13 +25,14 @@ pub struct Tick {
 /// The task body: tick until cancelled, then leave the scope.
 pub async fn run(
     guard: ScopeGuard,
-    id: Arc<str>,
+    shared: Arc<Shared>,
+    clock: Clock,
     endpoint: Endpoint,
     api_version: String,
-    every: Duration,
     ticks: mpsc::Sender<Tick>,
     cancel: CancellationToken,
 ) {
+    let every = shared.machine().config().heartbeat_every;
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,11 +40,16 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             _ = interval.tick() => {}
         }
+        // While logs flow the answer could change nothing: skip the request.
+        if !shared.machine().wants_heartbeat_tick(clock.now()) {
+            continue;
+        }
+        let id = &shared.id;
         let answer = tokio::select! {
             _ = cancel.cancelled() => break,
             // Over a connection of its own, inside this task: a bollard request would spawn
             // a task per inspect, and 500 heartbeats would briefly double the task count.
-            r = conn::is_running(&endpoint, &api_version, &id, every) => r,
+            r = conn::is_running(&endpoint, &api_version, id, every) => r,
         };
         let running = match answer {
             Ok(r) => r.unwrap_or(false),

@@ -540,10 +540,10 @@ impl Supervisor {
                 let cancel = CancellationToken::new();
                 tokio::spawn(heartbeat::run(
                     guard,
-                    id.clone(),
+                    shared.clone(),
+                    self.clock,
                     self.endpoint.clone(),
                     self.api_version.clone(),
-                    self.settings.heartbeat_every,
                     self.ticks_tx.clone(),
                     cancel.clone(),
                 ));
