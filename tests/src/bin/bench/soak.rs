@@ -103,16 +103,27 @@ pub async fn run(
         points.push(p);
     }
     // Stop the writers and check every line arrived exactly once.
+    // A saturated daemon may fail a stop request: retry until the container is down, or
+    // the comparison below would chase a container that is still writing.
     stream::iter(&ids)
         .for_each_concurrent(8, |id| async move {
-            let opts = StopContainerOptionsBuilder::default().t(0).build();
-            let _ = docker.stop_container(id, Some(opts)).await;
+            for attempt in 1..=10 {
+                let opts = StopContainerOptionsBuilder::default().t(0).build();
+                match docker.stop_container(id, Some(opts)).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        println!("stop {id} (attempt {attempt}): {e}");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
         })
         .await;
     // Per stream, in order, with the daemon's timestamps: the output contract. (Across
     // streams the daemon's own file order is not its timestamp order, and we promise neither.)
     // A killed container's last lines may still be on their way into the daemon's log when
-    // it answers, so a difference is looked at again for up to 30 s before it counts.
+    // it answers, and on a saturated daemon a reader may be waiting out a backoff (capped at
+    // 30 s) before it reads them: a difference is looked at again for up to 120 s.
     let per_stream = |records: Vec<(String, String, String)>| {
         let mut m: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (stream, ts, message) in records {
@@ -124,7 +135,7 @@ pub async fn run(
     let mut lines = 0;
     for id in &ids {
         wait_exit(docker, id).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let truth = daemon_lines(docker, id, false).await;
             let got = cap.wait_for_lines(id, truth.len(), Duration::from_secs(30));
