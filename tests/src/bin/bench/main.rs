@@ -21,6 +21,7 @@ mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Prints one verdict line; returns whether it passed.
 pub fn verdict(what: &str, value: f64, op: &str, target: f64) -> bool {
@@ -35,6 +36,18 @@ pub fn verdict(what: &str, value: f64, op: &str, target: f64) -> bool {
         if pass { "PASS" } else { "FAIL" }
     );
     pass
+}
+
+/// Waits until the capturer holds no container any more, or `limit` passes.
+pub async fn until_no_containers(cap: &capturer_tests::capturer::Capturer, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while cap.debug_tasks()["containers"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The median of some figures.

@@ -56,14 +56,7 @@ fn streaming(cap: &Capturer) -> usize {
 
 /// Waits until the capturer holds no container any more; its tasks alive then.
 async fn settle(cap: &Capturer) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while cap.debug_tasks()["containers"]
-        .as_array()
-        .is_some_and(|c| !c.is_empty())
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::until_no_containers(cap, Duration::from_secs(300)).await;
     cap.metric("log_capturer_tasks_alive").unwrap_or(f64::NAN)
 }
 

@@ -189,14 +189,7 @@ pub async fn run(
         .for_each_concurrent(8, |id| async move { remove(docker, id).await })
         .await;
     // Every container gone: what the capturer holds must be what it held before any came.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while cap.debug_tasks()["containers"]
-        .as_array()
-        .is_some_and(|c| !c.is_empty())
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::until_no_containers(&cap, Duration::from_secs(120)).await;
     // The sink closes a removed container's file just after the registry lets it go: give
     // the count a moment to settle, then take it.
     let settled = Instant::now() + Duration::from_secs(30);
