@@ -45,6 +45,9 @@ pub enum Verdict {
     Duplicate,
     /// Stamped before the capture's start (`--from now`): never to be delivered.
     BeforeStart,
+    /// Sent twice by the daemon within one stream (see [`rewind`](crate::rewind)); dropped
+    /// before it reached the cursor.
+    Resent,
 }
 
 /// Per-stream positions of one container, and the `since` to reopen from.

@@ -54,6 +54,8 @@ pub enum Violation {
     PartialOverCap(usize),
     /// A deadline is armed for a lifecycle that is not in the state it times.
     StrayDeadline(&'static str),
+    /// Invariant 7: The rotation is armed for a generation that has delivered nothing.
+    RotationBeforeProgress,
 }
 
 impl fmt::Display for Violation {
@@ -82,6 +84,10 @@ impl fmt::Display for Violation {
             }
             Violation::PartialOverCap(n) => write!(f, "partial buffers hold {n} bytes, over the cap"),
             Violation::StrayDeadline(what) => write!(f, "stray deadline: {what}"),
+            Violation::RotationBeforeProgress => write!(
+                f,
+                "invariant 7: a rotation is armed for a generation that has delivered nothing"
+            ),
         }
     }
 }
@@ -99,7 +105,19 @@ pub fn check(m: &ContainerMachine) -> Result<(), Violation> {
     stopped_is_quiet(m)?;
     bounded_tasks(m)?;
     cursor_well_formed(m)?;
-    deadlines_match(m)
+    deadlines_match(m)?;
+    rotation_after_progress(m)
+}
+
+/// Invariant 7: A rotation is armed only once the live generation delivered a new line. A
+/// reopen may take longer than the interval before it sends anything (the daemon scans the
+/// log for `since`); retiring it then would retire the next one the same way, forever.
+fn rotation_after_progress(m: &ContainerMachine) -> Result<(), Violation> {
+    let delivered = m.reader.as_ref().is_some_and(|r| r.delivered);
+    if m.rotate_at.is_some() && !delivered && m.config.mutant.is_none() {
+        return Err(Violation::RotationBeforeProgress);
+    }
+    Ok(())
 }
 
 /// Invariant 1: At most one live reader generation: the ledger (opened minus joined) is 0 or 1, and

@@ -43,15 +43,18 @@
 //!    a deadline stands before the next open;
 //! 4. Stopped implies zero live readers and zero live heartbeats, and is absorbing;
 //! 5. live tasks per container are bounded (2) whatever the number of rotations;
-//! 6. the cursor never moves backwards; each line is emitted at most once, and none is skipped.
+//! 6. the cursor never moves backwards; each line is emitted at most once, and none is skipped;
+//! 7. a rotation retires only a generation that delivered a new line, so every rotation moves
+//!    the cursor and rotations can never keep the capture from progressing.
 //!
 //! ## Exactly once
 //!
 //! The [`cursor`] keeps, per stream, the timestamp of the last delivered message at nanosecond
 //! precision and how many messages stamped exactly that were delivered; reopening at the
 //! minimum over the streams and dropping what the inclusive `since` replays delivers each line
-//! once, under the daemon's disordered stdout/stderr. [`partial`] merges the daemon's 16 KiB
-//! parts back into one line; [`frame`] decodes the byte stream.
+//! once, under the daemon's disordered stdout/stderr. [`rewind`] drops what the daemon sends
+//! twice within one stream, [`partial`] merges the daemon's 16 KiB parts back into one line;
+//! [`frame`] decodes the byte stream.
 //!
 //! ## Use
 //!
@@ -70,12 +73,14 @@
 pub mod backoff;
 pub mod command;
 pub mod cursor;
+pub mod discovery;
 pub mod event;
 pub mod frame;
 pub mod invariants;
 pub mod machine;
 pub mod mutant;
 pub mod partial;
+pub mod rewind;
 pub mod scope;
 pub mod stream;
 mod sync;
@@ -85,6 +90,7 @@ pub mod timestamp;
 pub use backoff::Backoff;
 pub use command::{CancelReason, Command, Flow, Line, LineSink, Report};
 pub use cursor::{Cursor, Position, Verdict};
+pub use discovery::{Admission, Listed};
 pub use event::{Event, Generation, ReadError, ReaderExit};
 pub use frame::{Demux, Frame, TtySplitter};
 pub use invariants::Violation;

@@ -12,15 +12,18 @@ use crate::frame::split_timestamp;
 use crate::invariants::{self, Violation};
 use crate::mutant::{self, Mutant};
 use crate::partial::{Message, Partials, DEFAULT_CAP};
+use crate::rewind::{Rewind, Seen};
 use crate::stream::Stream;
 use crate::time::Instant;
 
 /// The machine's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
-    /// Retire the live stream and reopen it from the cursor this often.
+    /// Retire the live stream and reopen it from the cursor this long after it delivered its
+    /// first new line (a generation that delivered nothing is never rotated: see `rotate`).
     pub rotate_every: Duration,
-    /// A live stream quiet this long while the container runs counts as stalled.
+    /// A live stream quiet this long while the container runs counts as stalled (longer
+    /// before its first frame, see `stall_limit`).
     pub heartbeat_every: Duration,
     /// Waits between reopens.
     pub backoff: Backoff,
@@ -99,8 +102,12 @@ pub(crate) struct Reader {
     pub(crate) opened: bool,
     /// When it last showed life (spawned, opened, or a frame).
     pub(crate) last_activity: Instant,
-    /// It delivered at least one new line: the stream is healthy.
+    /// It received at least one frame (new or not): the daemon has found where to start.
+    pub(crate) framed: bool,
+    /// It delivered at least one new line: the stream is healthy, and it made progress.
     pub(crate) delivered: bool,
+    /// Drops what the daemon sends twice within this generation's stream.
+    pub(crate) rewind: Rewind,
     /// Its stream ended cleanly (`EndOfStream`); no more frames.
     pub(crate) ended: bool,
     /// It was opened once a `die` said the container stopped, and no `start` or other `die`
@@ -164,6 +171,9 @@ pub struct ContainerMachine {
     pub(crate) joined: Generation,
     /// Failed reads in a row, for the backoff.
     pub(crate) failures: u32,
+    /// Generations retired as stalled before their first frame: each doubles how long the
+    /// next one may wait for its first frame (the daemon scans the whole log first).
+    pub(crate) slow_starts: u32,
     pub(crate) reopen_at: Option<Instant>,
     pub(crate) rotate_at: Option<Instant>,
     pub(crate) cursor: Cursor,
@@ -191,6 +201,7 @@ impl ContainerMachine {
             opened: Generation(0),
             joined: Generation(0),
             failures: 0,
+            slow_starts: 0,
             reopen_at: None,
             rotate_at: None,
             cursor,
@@ -259,9 +270,22 @@ impl ContainerMachine {
         }
         match &self.reader {
             Some(r) if r.opened && !r.ended && r.cancel.is_none() => {
-                now.since(r.last_activity) >= self.config.heartbeat_every
+                now.since(r.last_activity) >= self.stall_limit(r)
             }
             _ => true,
+        }
+    }
+
+    /// How long `r` may be quiet before it counts as stalled. Before its first frame the
+    /// daemon may still be scanning the log for `since` (its cost grows with the whole log):
+    /// each generation in a row retired as stalled before a first frame doubles the wait, so
+    /// however slow the scan, some generation outwaits it.
+    fn stall_limit(&self, r: &Reader) -> Duration {
+        if r.framed {
+            self.config.heartbeat_every
+        } else {
+            let doubled = 1u32 << self.slow_starts.min(16);
+            self.config.heartbeat_every.saturating_mul(doubled)
         }
     }
 
@@ -468,11 +492,14 @@ impl ContainerMachine {
         let stalled = match &self.reader {
             Some(r) if running && r.opened && !r.ended && r.cancel.is_none() => {
                 let quiet = now.since(r.last_activity);
-                (quiet >= self.config.heartbeat_every).then_some((r.generation, quiet))
+                (quiet >= self.stall_limit(r)).then_some((r.generation, quiet, r.framed))
             }
             _ => None,
         };
-        if let Some((generation, quiet)) = stalled {
+        if let Some((generation, quiet, framed)) = stalled {
+            if !framed {
+                self.slow_starts = self.slow_starts.saturating_add(1);
+            }
             self.push(Command::Report(Report::Stalled { generation, quiet }));
             self.rotate(CancelReason::Stall);
         }
@@ -523,6 +550,7 @@ impl ContainerMachine {
         bytes: &[u8],
         sink: &mut impl LineSink,
     ) -> Flow {
+        let trust = self.config.mutant == Some(Mutant::TrustResends);
         let Some(r) = self.live_reader(generation, "Frame") else {
             return Flow::Stop;
         };
@@ -538,15 +566,31 @@ impl ContainerMachine {
                 return Flow::Stop;
             }
         };
+        r.framed = true;
+        if !trust && r.rewind.judge(stream, stamped.ts, stamped.payload) == Seen::Resent {
+            sink.dropped(stream, Verdict::Resent);
+            return Flow::Continue;
+        }
         let delivered = self.deliver_with(sink, |partials, out| {
             partials.push(stream, stamped.ts, stamped.ts_text, stamped.payload, out)
         });
         if delivered {
-            if let Some(r) = &mut self.reader {
-                r.delivered = true;
-            }
+            self.progressed(now);
         }
         Flow::Continue
+    }
+
+    /// The live generation delivered a new line. The first time, the rotation is armed: a
+    /// generation is retired `rotate_every` after it began to make progress, never before.
+    fn progressed(&mut self, now: Instant) {
+        let Some(r) = &mut self.reader else { return };
+        if r.delivered {
+            return;
+        }
+        r.delivered = true;
+        if r.cancel.is_none() && self.stop.is_none() && self.rotate_at.is_none() {
+            self.rotate_at = Some(now.after(self.config.rotate_every));
+        }
     }
 
     fn end_of_stream(&mut self, generation: Generation, sink: &mut impl LineSink) {
@@ -665,12 +709,19 @@ impl ContainerMachine {
         };
     }
 
-    /// Tells the live reader to stop, unless it already was.
+    /// Tells the live reader to stop, unless it already was. A rotation retires only a
+    /// generation that delivered a new line: one still waiting for the daemon (whose reopen
+    /// scans the whole log before it sends anything) is left to deliver, or every reopen could
+    /// be cut short the same way and the capture would never move again.
     fn rotate(&mut self, reason: CancelReason) {
         if self.stop.is_some() {
             return;
         }
+        let eager = self.config.mutant == Some(Mutant::EagerRotation);
         if let Some(r) = &mut self.reader {
+            if reason == CancelReason::Rotation && !r.delivered && !eager {
+                return;
+            }
             if r.cancel.is_none() {
                 r.cancel = Some(reason);
                 let generation = r.generation;
@@ -728,12 +779,18 @@ impl ContainerMachine {
             generation,
             opened: false,
             last_activity: now,
+            framed: false,
             delivered: false,
+            rewind: Rewind::new(),
             ended: false,
             draining: !self.running && self.stop_confirmed,
             cancel: None,
         });
-        self.rotate_at = Some(now.after(self.config.rotate_every));
+        if self.config.mutant == Some(Mutant::EagerRotation) {
+            // The bug: the rotation counts from the open, so a reopen that takes longer than
+            // the interval to deliver anything is retired before it does, again and again.
+            self.rotate_at = Some(now.after(self.config.rotate_every));
+        }
         let since = self.cursor.since();
         self.push(Command::OpenStream { generation, since });
     }

@@ -17,6 +17,12 @@ pub enum Mutant {
     StrictlyGreaterCursor,
     /// Keep the cursor in whole seconds and deliver everything from that second again.
     WholeSecondCursor,
+    /// The rotation counts from the open: a reopen slower than the interval (the daemon scans
+    /// the whole log first) is retired before it delivers, every time: the capture stalls.
+    EagerRotation,
+    /// Take every frame the daemon sends as new, so a line it sends twice within one stream
+    /// (json-file `max-size` rotation) is counted as a second line stamped the same instant.
+    TrustResends,
 }
 
 /// The cursor's verdict, as the configured variant gives it.
@@ -50,6 +56,8 @@ pub(crate) fn judge(
                 Verdict::Deliver
             }
         }
-        Some(Mutant::SharedScope) | None => cursor.accept(stream, ts),
+        Some(Mutant::SharedScope | Mutant::EagerRotation | Mutant::TrustResends) | None => {
+            cursor.accept(stream, ts)
+        }
     }
 }

@@ -27,15 +27,15 @@ fn normal_rotation() {
     let mut t = started();
     t.at(10).frame(1, Stream::Stdout, 10, b"one\n");
     t.at(20).frame(1, Stream::Stdout, 20, b"two\n");
-    t.timeout(); // the rotation deadline at 100ms
-    t.at(101).on(Event::ReaderExited {
+    t.timeout(); // the rotation, 100ms after g1's first new line
+    t.at(111).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::Cancelled,
     });
-    t.at(102).on(Event::StreamOpened { generation: G2 });
+    t.at(112).on(Event::StreamOpened { generation: G2 });
     // The inclusive since replays "two"; it is dropped.
-    t.at(103).frame(2, Stream::Stdout, 20, b"two\n");
-    t.at(104).frame(2, Stream::Stdout, 30, b"three\n");
+    t.at(113).frame(2, Stream::Stdout, 20, b"two\n");
+    t.at(114).frame(2, Stream::Stdout, 30, b"three\n");
     assert_eq!(t.messages(Stream::Stdout), ["one", "two", "three"]);
     insta::assert_snapshot!("normal_rotation", t.text);
 }
@@ -198,6 +198,7 @@ fn long_line_split_in_three_frames_across_a_rotation() {
     let mut p3 = p3.to_vec();
     p3.push(b'\n');
     let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 5, b"short\n");
     t.at(10).frame(1, Stream::Stdout, 10, p1);
     t.at(11).frame(1, Stream::Stdout, 10, p2);
     t.at(100).on(Event::RotationDue);
@@ -209,9 +210,9 @@ fn long_line_split_in_three_frames_across_a_rotation() {
     t.at(103).frame(2, Stream::Stdout, 10, p1);
     t.at(104).frame(2, Stream::Stdout, 10, p2);
     t.at(105).frame(2, Stream::Stdout, 10, &p3);
-    assert_eq!(t.lines.len(), 1);
-    assert_eq!(t.lines[0].message, line);
-    assert!(!t.lines[0].truncated);
+    assert_eq!(t.lines.len(), 2);
+    assert_eq!(t.lines[1].message, line);
+    assert!(!t.lines[1].truncated);
     insta::assert_snapshot!("long_line_split_across_rotation", t.text);
 }
 
@@ -317,6 +318,7 @@ fn removal_drains_the_reader_then_forgets_the_cursor() {
 #[test]
 fn a_quiet_live_stream_is_rotated_by_the_heartbeat() {
     let mut t = started();
+    t.at(1).frame(1, Stream::Stdout, 1, b"a\n");
     t.at(500).on(Event::HeartbeatTick { running: true });
     assert!(
         !t.text.contains("CancelReader"),
@@ -373,4 +375,88 @@ fn resuming_after_the_capturer_restarts() {
     let fresh = Cursor::new(Timestamp(0), StreamSet::MULTIPLEXED);
     assert_ne!(t.m.cursor(), &fresh);
     insta::assert_snapshot!("resume_after_capturer_restart", t.text);
+}
+
+#[test]
+fn a_rotation_waits_until_the_reopened_stream_delivers() {
+    // Issue cases 1-3 and 5: a reopen makes the daemon scan the whole log before it sends
+    // anything, and once that took longer than the interval, every generation was retired
+    // before it delivered a line: the capture never moved again.
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, b"a\n");
+    t.timeout(); // 110ms
+    t.at(111).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(112).on(Event::StreamOpened { generation: G2 });
+    assert_eq!(t.m.poll_timeout(), None, "no rotation before g2 delivers");
+    // The daemon scans for 900ms (nine intervals), then replays "a" (not new)...
+    t.at(1_012).frame(2, Stream::Stdout, 10, b"a\n");
+    assert_eq!(t.m.poll_timeout(), None, "a replayed line is no progress");
+    // ...then the first new line arms the rotation, an interval later.
+    t.at(1_013).frame(2, Stream::Stdout, 20, b"b\n");
+    assert_eq!(
+        t.m.poll_timeout(),
+        Some(capturer_core::Instant(1_113_000_000))
+    );
+    assert_eq!(t.text.matches("CancelReader").count(), 1);
+    assert_eq!(t.messages(Stream::Stdout), ["a", "b"]);
+    insta::assert_snapshot!("rotation_waits_for_progress", t.text);
+}
+
+#[test]
+fn a_stream_waiting_for_its_first_frame_gets_twice_as_long_each_time() {
+    // A stall before the first frame may be the daemon's scan of a big log: each such stall
+    // doubles the next wait, so some generation outwaits any scan.
+    let mut t = started();
+    t.at(1_001).on(Event::HeartbeatTick { running: true });
+    assert_eq!(t.text.matches("(Stall)").count(), 1, "1s without a frame");
+    t.at(1_002).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(1_003).on(Event::StreamOpened { generation: G2 });
+    t.at(2_004).on(Event::HeartbeatTick { running: true });
+    assert_eq!(t.text.matches("(Stall)").count(), 1, "g2 may wait 2s");
+    t.at(3_004).on(Event::HeartbeatTick { running: true });
+    assert_eq!(t.text.matches("(Stall)").count(), 2, "but not longer");
+    t.at(3_005).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(3_006).on(Event::StreamOpened { generation: G3 });
+    t.at(6_000).frame(3, Stream::Stdout, 1, b"first\n");
+    assert_eq!(
+        t.text.matches("(Stall)").count(),
+        2,
+        "g3 waited 3s, under 4s"
+    );
+    // Once frames flow, a quiet spell of one interval is a stall again.
+    t.at(7_001).on(Event::HeartbeatTick { running: true });
+    assert_eq!(t.text.matches("(Stall)").count(), 3);
+    assert_eq!(t.messages(Stream::Stdout), ["first"]);
+}
+
+#[test]
+fn lines_the_daemon_sends_twice_within_one_stream_are_delivered_once() {
+    // Issue case 6, as measured with json-file max-size: after its own file rotation the
+    // daemon went back and sent lines again, within the same follow stream.
+    let mut t = started();
+    for (at, ts) in [(10, 636), (11, 637), (12, 638), (13, 639)] {
+        t.at(at)
+            .frame(1, Stream::Stdout, ts, format!("line {ts}\n").as_bytes());
+    }
+    // Back four lines...
+    for (at, ts) in [(14, 636), (15, 637), (16, 638), (17, 639)] {
+        t.at(at)
+            .frame(1, Stream::Stdout, ts, format!("line {ts}\n").as_bytes());
+    }
+    t.at(18).frame(1, Stream::Stdout, 640, b"line 640\n");
+    // ...and back one line: the last one again, alone.
+    t.at(19).frame(1, Stream::Stdout, 640, b"line 640\n");
+    t.at(20).frame(1, Stream::Stdout, 641, b"line 641\n");
+    let want: Vec<String> = (636..=641).map(|i| format!("line {i}")).collect();
+    assert_eq!(t.messages(Stream::Stdout), want);
+    insta::assert_snapshot!("daemon_resends_within_a_stream", t.text);
 }

@@ -450,7 +450,7 @@ impl LineSink for Batch<'_> {
     }
 
     fn dropped(&mut self, _stream: Stream, verdict: Verdict) {
-        if verdict == Verdict::Duplicate {
+        if matches!(verdict, Verdict::Duplicate | Verdict::Resent) {
             self.duplicates += 1;
         }
     }
