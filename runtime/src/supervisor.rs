@@ -432,6 +432,7 @@ impl Supervisor {
             self.timers.remove(&(t, id.clone()));
             if let Some(entry) = self.containers.get_mut(&id) {
                 entry.deadline = None;
+                tracing::trace!(container = %id, "deadline");
                 entry.shared.machine().handle_timeout(now);
             }
             self.drive(&id).await;
@@ -443,6 +444,7 @@ impl Supervisor {
         let Some(entry) = self.containers.get(id) else {
             return;
         };
+        tracing::trace!(container = %id, ?event, "event");
         entry.shared.machine().handle(self.clock.now(), event);
         let key = entry.shared.id.clone();
         self.drive(&key).await;
@@ -483,6 +485,7 @@ impl Supervisor {
 
     async fn execute(&mut self, shared: &Arc<Shared>, command: Command) {
         let id = shared.id.clone();
+        tracing::trace!(container = %id, ?command, "command");
         match command {
             Command::OpenStream { generation, since } => {
                 let scope = Scope::named("reader");
