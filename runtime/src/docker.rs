@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard::errors::Error;
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
+use capturer_core::Timestamp;
 
 /// How to reach the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +59,53 @@ pub struct ContainerMeta {
     pub labels: HashMap<String, String>,
     /// Whether it was running when inspected.
     pub running: bool,
+    /// When it last started (`None`: never, or the daemon's zero time).
+    pub started: Option<Timestamp>,
+}
+
+/// A container as `GET /containers/json?all=1` lists it: enough to filter and to decide.
+#[derive(Debug)]
+pub struct Summary {
+    /// The full id.
+    pub id: String,
+    /// Its first name, without the leading `/`.
+    pub name: String,
+    /// The image it was created from.
+    pub image: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
+    pub state: String,
+}
+
+impl Summary {
+    /// Its log may still grow: it runs, restarts or is paused.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+    }
+}
+
+/// Every container the daemon knows, running or not.
+pub async fn list_all(docker: &Docker) -> Result<Vec<Summary>, Error> {
+    let options = ListContainersOptionsBuilder::default().all(true).build();
+    let list = docker.list_containers(Some(options)).await?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            Some(Summary {
+                id: c.id?,
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned(),
+                image: c.image.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect())
 }
 
 /// Inspects a container; `Ok(None)` if it does not exist.
@@ -64,6 +113,13 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMe
     match docker.inspect_container(id, None).await {
         Ok(c) => {
             let config = c.config.unwrap_or_default();
+            let state = c.state.unwrap_or_default();
+            // A container that never started carries the zero time, 0001-01-01.
+            let started = state
+                .started_at
+                .as_deref()
+                .and_then(|t| Timestamp::parse_rfc3339(t.as_bytes()).ok())
+                .filter(|t| t.0 > 0);
             Ok(Some(Arc::new(ContainerMeta {
                 id: c.id.unwrap_or_else(|| id.to_owned()),
                 name: c
@@ -74,7 +130,8 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMe
                 image: config.image.unwrap_or_default(),
                 tty: config.tty.unwrap_or(false),
                 labels: config.labels.unwrap_or_default(),
-                running: c.state.and_then(|s| s.running).unwrap_or(false),
+                running: state.running.unwrap_or(false),
+                started,
             })))
         }
         Err(Error::DockerResponseServerError {
@@ -82,11 +139,6 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMe
         }) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// Whether the container runs now: `Ok(None)` if it is gone.
-pub async fn is_running(docker: &Docker, id: &str) -> Result<Option<bool>, Error> {
-    Ok(inspect(docker, id).await?.map(|m| m.running))
 }
 
 /// The id of the container this process runs in, if it runs in one.

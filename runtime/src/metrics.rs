@@ -23,6 +23,7 @@ pub struct Metrics {
     rotations: AtomicU64,
     queue_depth: AtomicUsize,
     docker_up: AtomicBool,
+    missed_containers: AtomicU64,
 }
 
 impl Metrics {
@@ -49,6 +50,10 @@ impl Metrics {
     /// Batches waiting for the sink.
     pub fn set_queue_depth(&self, n: usize) {
         self.queue_depth.store(n, Relaxed);
+    }
+    /// A container started and was removed while the capturer was down: its lines are gone.
+    pub fn missed_container(&self) {
+        self.missed_containers.fetch_add(1, Relaxed);
     }
     /// Whether the daemon answered last time we asked.
     pub fn set_docker_up(&self, up: bool) {
@@ -206,6 +211,12 @@ fn prometheus(m: &Metrics, registry: &Registry) -> String {
         "counter",
         "Log stream failures and bad frames.",
         &[("", m.stream_errors.load(Relaxed))],
+    );
+    metric(
+        "log_capturer_missed_containers_total",
+        "counter",
+        "Containers removed while the capturer was down before all their lines were read.",
+        &[("", m.missed_containers.load(Relaxed))],
     );
     metric(
         "log_capturer_sink_queue_depth",

@@ -115,6 +115,7 @@ mod tests {
             tty: false,
             labels: HashMap::new(),
             running: true,
+            started: None,
         };
         let enc = LineEncoder::new(&meta);
         let mut out = Vec::new();

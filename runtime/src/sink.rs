@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capturer_core::Cursor;
+use capturer_core::{Cursor, Timestamp};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::SinkKind;
@@ -65,6 +65,9 @@ pub enum SinkMsg {
     /// Write and persist everything before this, then end (even if a sender is still alive,
     /// as after a stop that timed out).
     Close,
+    /// Persist this discovery watermark at the next tick, after the cursors sent before it
+    /// (it vouches that they are durable).
+    Watermark(Timestamp),
 }
 
 /// The way into the sink, shared by the readers and the supervisor.
@@ -153,6 +156,7 @@ struct Sink {
     positions: HashMap<Arc<str>, Positions>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
+    watermark: Option<Timestamp>,
 }
 
 /// Starts the sink thread.
@@ -183,6 +187,7 @@ pub fn spawn(
         positions: HashMap::new(),
         metrics,
         queued: queued.clone(),
+        watermark: None,
     };
     let thread = std::thread::Builder::new()
         .name("sink".into())
@@ -272,6 +277,7 @@ impl Sink {
                 self.positions.entry(id).or_default().flushed = Some(cursor);
             }
             SinkMsg::Close => {}
+            SinkMsg::Watermark(at) => self.watermark = Some(at),
             SinkMsg::Forget { id } => {
                 if let Out::Files {
                     dir,
@@ -347,6 +353,9 @@ impl Sink {
                 }
                 p.persisted = p.flushed.clone();
             }
+        }
+        if let Some(at) = self.watermark.take() {
+            retry("persist the watermark", || self.store.save_watermark(at));
         }
     }
 }

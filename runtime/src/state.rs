@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use capturer_core::Cursor;
+use capturer_core::{Cursor, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The cursors of all containers, under one directory.
@@ -25,6 +25,15 @@ struct Saved {
 }
 
 const VERSION: u32 = 1;
+
+/// The watermark's file; not a `.json` cursor file, so `load_all` passes it by.
+const WATERMARK: &str = "watermark";
+
+#[derive(Serialize, Deserialize)]
+struct Watermark {
+    version: u32,
+    watermark: Timestamp,
+}
 
 impl StateStore {
     /// The store under `dir`, created if missing.
@@ -74,13 +83,54 @@ impl StateStore {
             cursor: cursor.clone(),
         };
         let bytes = serde_json::to_vec(&saved).map_err(io::Error::other)?;
-        let tmp = self.dir.join(format!(".{id}.json.tmp"));
+        self.replace(&format!("{id}.json"), &bytes)
+    }
+
+    /// Writes `name` through a temporary file, fsync, rename, fsync of the directory.
+    fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, self.path(id))?;
+        fs::rename(&tmp, self.dir.join(name))?;
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// The watermark saved by an earlier run: every selected container that started before it
+    /// has a saved cursor (see `capturer_core::discovery`). `None` on a first start, or if the
+    /// file is unreadable (reported): the safe reading, since it only narrows what is drained.
+    pub fn load_watermark(&self) -> Option<Timestamp> {
+        let path = self.dir.join(WATERMARK);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<Watermark>(&bytes) {
+            Ok(w) if w.version == VERSION => Some(w.watermark),
+            Ok(w) => {
+                tracing::warn!(path = %path.display(), version = w.version, "watermark of an unknown version; taken as a first start");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
+                None
+            }
+        }
+    }
+
+    /// Replaces the watermark atomically and durably (after the cursors it vouches for).
+    pub fn save_watermark(&self, at: Timestamp) -> io::Result<()> {
+        let w = Watermark {
+            version: VERSION,
+            watermark: at,
+        };
+        let bytes = serde_json::to_vec(&w).map_err(io::Error::other)?;
+        self.replace(WATERMARK, &bytes)
     }
 
     /// Deletes the cursor of `id` (its container is gone).
@@ -95,7 +145,7 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capturer_core::{Stream, StreamSet, Timestamp};
+    use capturer_core::{Stream, StreamSet};
 
     #[test]
     fn saves_loads_and_removes() {
@@ -112,6 +162,16 @@ mod tests {
         store.remove("abc").unwrap();
         store.remove("abc").unwrap();
         assert!(store.load_all().unwrap().is_empty());
+        assert_eq!(store.load_watermark(), None, "a first start");
+        store.save_watermark(Timestamp(42)).unwrap();
+        assert_eq!(store.load_watermark(), Some(Timestamp(42)));
+        assert!(store.load_all().unwrap().is_empty(), "not a cursor");
+        std::fs::write(dir.join("watermark"), b"garbage").unwrap();
+        assert_eq!(
+            store.load_watermark(),
+            None,
+            "unreadable: taken as a first start"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

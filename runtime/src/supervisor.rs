@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::EventMessage;
-use bollard::query_parameters::{EventsOptions, ListContainersOptionsBuilder};
+use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
+use capturer_core::discovery::{self, Admission, Listed};
 use capturer_core::scope::Scope;
 use capturer_core::{
     Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
@@ -86,6 +87,8 @@ pub struct Supervisor {
     clock: Clock,
     capture_start: Timestamp,
     saved: HashMap<String, Cursor>,
+    /// The discovery watermark of the previous runs (`None`: a first start).
+    watermark: Option<Timestamp>,
     store: StateStore,
     containers: HashMap<Arc<str>, Entry>,
     ignored: HashSet<String>,
@@ -154,6 +157,7 @@ impl Supervisor {
             filter,
             machine_config,
             saved,
+            watermark: store.load_watermark(),
             store,
             containers: HashMap::new(),
             ignored: HashSet::new(),
@@ -173,14 +177,12 @@ impl Supervisor {
     /// Captures until `shutdown` resolves, then stops every machine and joins every scope
     /// within the stop timeout.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SupervisorError> {
-        // Take the events' `since` BEFORE listing, so no start falls between the two.
+        // Take the events' `since` BEFORE listing, so no start falls between the two. Once the
+        // cursors of what this listing admitted are durable, it is also the new watermark.
         let mut events_since = clock::wall_now();
-        self.resync().await;
-        let saved: Vec<String> = self.saved.keys().cloned().collect();
-        for id in saved {
-            if !self.containers.contains_key(id.as_str()) {
-                self.drain_stopped(&id).await;
-            }
+        if let Some(listed) = self.discover(self.watermark).await {
+            self.missed_while_down(&listed, events_since).await;
+            self.sink.control(SinkMsg::Watermark(events_since));
         }
         let mut events: Option<BoxStream<'static, Result<EventMessage, bollard::errors::Error>>> =
             Some(self.subscribe(events_since));
@@ -229,7 +231,12 @@ impl Supervisor {
                     if self.docker.ping().await.is_ok() {
                         self.metrics.set_docker_up(true);
                         events = Some(self.subscribe(events_since));
-                        self.resync().await;
+                        // Containers that started after the last event seen and stopped
+                        // before this listing are drained, like those of a downtime.
+                        let listed_at = clock::wall_now();
+                        if self.discover(Some(events_since)).await.is_some() {
+                            self.sink.control(SinkMsg::Watermark(listed_at));
+                        }
                     } else {
                         events_retry = tokio::time::Instant::now() + events_backoff;
                         events_backoff = (events_backoff * 2).min(Duration::from_secs(10));
@@ -258,56 +265,145 @@ impl Supervisor {
         self.docker.events(Some(options)).boxed()
     }
 
-    /// Lists the running containers: starts what is new, and tells machines that believe their
-    /// container runs when it no longer does (after the daemon came back).
-    async fn resync(&mut self) {
-        let options = ListContainersOptionsBuilder::default().all(false).build();
-        let running = match self.docker.list_containers(Some(options)).await {
+    /// Lists every container and brings each into line: a known one learns whether it runs,
+    /// a known one no longer listed was removed, and a new one is followed, drained or left
+    /// alone as `capturer_core::discovery` decides with `watermark`. Returns the ids listed,
+    /// or `None` if the daemon could not list them.
+    async fn discover(&mut self, watermark: Option<Timestamp>) -> Option<HashSet<String>> {
+        let list = match docker::list_all(&self.docker).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list containers");
-                return;
+                return None;
             }
         };
-        let ids: HashSet<String> = running.into_iter().filter_map(|c| c.id).collect();
-        for id in &ids {
-            if self.admit(id).await.is_some() {
-                self.feed(id, Event::ContainerStarted).await;
+        let listed: HashSet<String> = list.iter().map(|c| c.id.clone()).collect();
+        for c in &list {
+            if self.containers.contains_key(c.id.as_str()) {
+                let event = if c.is_live() {
+                    Event::ContainerStarted
+                } else {
+                    Event::ContainerDied
+                };
+                self.feed(&c.id, event).await;
+                continue;
+            }
+            let has_cursor = self.saved.contains_key(&c.id);
+            let never_ran = c.state == "created";
+            // Without an inspect: a first start leaves alone what had stopped before it.
+            let history = !c.is_live() && !has_cursor && watermark.is_none();
+            if never_ran || history || self.ignored.contains(&c.id) {
+                continue;
+            }
+            let subject = Subject {
+                name: &c.name,
+                image: &c.image,
+                labels: &c.labels,
+            };
+            if !self.filter.selects(subject) {
+                continue;
+            }
+            let Some(meta) = self.inspect(&c.id).await else {
+                continue;
+            };
+            let seen = Listed {
+                running: meta.running || c.is_live(),
+                started: meta.started,
+                has_cursor,
+            };
+            let event = match discovery::admission(seen, watermark) {
+                Admission::Follow => Event::ContainerStarted,
+                Admission::Drain => Event::ContainerDied,
+                Admission::Skip => continue,
+            };
+            if let Some(key) = self.admit_meta(meta) {
+                self.feed(&key, event).await;
             }
         }
         let gone: Vec<Arc<str>> = self
             .containers
             .keys()
-            .filter(|id| !ids.contains(&***id))
+            .filter(|id| !listed.contains(&***id))
             .cloned()
             .collect();
         for id in gone {
-            match docker::is_running(&self.docker, &id).await {
-                Ok(None) => self.feed(&id, Event::ContainerRemoved).await,
-                Ok(Some(false)) => self.feed(&id, Event::ContainerDied).await,
-                _ => {}
+            self.feed(&id, Event::ContainerRemoved).await;
+        }
+        Some(listed)
+    }
+
+    /// Containers removed while the capturer was down: those with a saved cursor, and those
+    /// whose `start` since the watermark the daemon still remembers (its event history is
+    /// bounded, so this count is a floor). Their lines are gone; each is counted and named once.
+    async fn missed_while_down(&mut self, listed: &HashSet<String>, until: Timestamp) {
+        let mut missed: BTreeSet<String> = BTreeSet::new();
+        let stale: Vec<String> = self
+            .saved
+            .keys()
+            .filter(|id| !listed.contains(*id))
+            .cloned()
+            .collect();
+        for id in stale {
+            tracing::warn!(container = %id, "container removed while the capturer was down; what it wrote after the capturer last read it is lost");
+            self.saved.remove(&id);
+            if let Err(e) = self.store.remove(&id) {
+                tracing::warn!(container = %id, error = %e, "could not delete a stale cursor");
             }
+            missed.insert(id);
+        }
+        if let Some(since) = self.watermark {
+            for (id, name) in self.started_between(since, until).await {
+                if !listed.contains(&id) && !missed.contains(&id) {
+                    tracing::warn!(container = %id, %name, "container started and was removed while the capturer was down; its lines are lost");
+                    missed.insert(id);
+                }
+            }
+        }
+        for _ in &missed {
+            self.metrics.missed_container();
         }
     }
 
-    /// A container with a saved cursor that does not run: read what it wrote while we were
-    /// down, or forget it if it is gone.
-    async fn drain_stopped(&mut self, id: &str) {
+    /// The selected containers whose `start` the daemon's event history holds between `since`
+    /// and `until`: `(id, name)`.
+    async fn started_between(&self, since: Timestamp, until: Timestamp) -> Vec<(String, String)> {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["start".to_owned()]),
+        ]);
+        let options = EventsOptions {
+            since: Some(since.to_since().to_string()),
+            until: Some(until.to_since().to_string()),
+            filters: Some(filters),
+        };
+        let mut events = self.docker.events(Some(options));
+        let mut out = Vec::new();
+        while let Some(ev) = events.next().await {
+            let Ok(ev) = ev else { break };
+            let Some(actor) = ev.actor else { continue };
+            let Some(id) = actor.id else { continue };
+            let attrs = actor.attributes.unwrap_or_default();
+            let name = attrs.get("name").cloned().unwrap_or_default();
+            let image = attrs.get("image").cloned().unwrap_or_default();
+            let subject = Subject {
+                name: &name,
+                image: &image,
+                labels: &attrs,
+            };
+            if self.own_id.as_deref() != Some(id.as_str()) && self.filter.selects(subject) {
+                out.push((id, name));
+            }
+        }
+        out
+    }
+
+    /// Inspects a container; `None` (reported) if it is gone or the daemon did not answer.
+    async fn inspect(&self, id: &str) -> Option<Arc<ContainerMeta>> {
         match docker::inspect(&self.docker, id).await {
-            Ok(Some(_)) => {
-                if self.admit(id).await.is_some() {
-                    self.feed(id, Event::ContainerDied).await;
-                }
-            }
-            Ok(None) => {
-                tracing::info!(container = %id, "container removed while the capturer was down; forgetting its cursor");
-                self.saved.remove(id);
-                if let Err(e) = self.store.remove(id) {
-                    tracing::warn!(container = %id, error = %e, "could not delete a stale cursor");
-                }
-            }
+            Ok(found) => found,
             Err(e) => {
-                tracing::warn!(container = %id, error = %e, "cannot inspect a container with a saved cursor")
+                tracing::warn!(container = %id, error = %e, "cannot inspect a container");
+                None
             }
         }
     }
@@ -320,19 +416,23 @@ impl Supervisor {
         if self.ignored.contains(id) || self.own_id.as_deref() == Some(id) {
             return None;
         }
-        let meta = match docker::inspect(&self.docker, id).await {
-            Ok(Some(meta)) => meta,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "cannot inspect a container");
-                return None;
-            }
-        };
-        if self.own_id.as_deref() == Some(meta.id.as_str()) || !self.selects(&meta) {
-            self.ignored.insert(id.to_owned());
+        let meta = self.inspect(id).await?;
+        self.admit_meta(meta)
+    }
+
+    /// Creates the machine of an inspected container, unless it is not to be captured. Its
+    /// starting cursor is persisted at once: a container known to the capturer must have a
+    /// cursor on disk before a watermark can vouch for it.
+    fn admit_meta(&mut self, meta: Arc<ContainerMeta>) -> Option<Arc<str>> {
+        let id = meta.id.clone();
+        if let Some((key, _)) = self.containers.get_key_value(id.as_str()) {
+            return Some(key.clone());
+        }
+        if self.own_id.as_deref() == Some(id.as_str()) || !self.selects(&meta) {
+            self.ignored.insert(id);
             return None;
         }
-        let cursor = match self.saved.remove(id) {
+        let cursor = match self.saved.remove(&id) {
             Some(c) if c.is_consistent() => c,
             Some(_) => {
                 tracing::warn!(container = %id, "saved cursor is inconsistent; starting over");
@@ -341,11 +441,15 @@ impl Supervisor {
             None => self.fresh_cursor(&meta),
         };
         let mut config = self.machine_config.clone();
-        config.backoff.jitter_seed = self.seed ^ fnv(id);
-        let machine = ContainerMachine::new(config, cursor);
+        config.backoff.jitter_seed = self.seed ^ fnv(&id);
+        let machine = ContainerMachine::new(config, cursor.clone());
         let shared = Arc::new(Shared::new(meta, machine));
         let key = shared.id.clone();
         tracing::info!(container = %key, name = %shared.meta.name, tty = shared.meta.tty, "capturing");
+        self.sink.control(SinkMsg::Checkpoint {
+            id: key.clone(),
+            cursor,
+        });
         self.registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -371,9 +475,12 @@ impl Supervisor {
     }
 
     fn fresh_cursor(&self, meta: &ContainerMeta) -> Cursor {
+        // `--from now` leaves out what predates the capturer: on a first start, what came
+        // before it; later, what came before the watermark (a container found by discovery
+        // started after it, so it is read whole).
         let start = match self.settings.from {
             From::Start => Timestamp(0),
-            From::Now => self.capture_start,
+            From::Now => self.watermark.unwrap_or(self.capture_start),
         };
         Cursor::new(start, StreamSet::for_tty(meta.tty))
     }
