@@ -133,8 +133,11 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --output DIR               output directory of the file sink (default ./capture)
   --state-dir DIR            cursors (default OUTPUT/.state)
   --sink file|stdout         where lines go (default file)
-  --rotate-every DURATION    reopen each log stream this often (default 5m; e.g. 50ms, 30s, 1h)
-  --heartbeat-every DURATION stall watchdog interval (default 30s)
+  --rotate-every DURATION    reopen a log stream this long after it began delivering new lines
+                             (default 5m; e.g. 50ms, 30s, 1h); a stream that delivers nothing
+                             is never cut short by it
+  --heartbeat-every DURATION stall watchdog interval (default 30s); a reopened stream still
+                             waiting for its first line gets twice as long after each stall
   --include-name GLOB        only containers whose name matches (repeatable)
   --exclude-name GLOB        never containers whose name matches (repeatable)
   --include-label K[=V]      only containers with this label (repeatable)
