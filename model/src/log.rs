@@ -112,7 +112,7 @@ pub enum SinceRule {
     /// Measured on Docker 20.10 (`docs/cursor.md`): every entry stamped before `since` is
     /// skipped, wherever it lies in the file.
     SkipAllOlder,
-    /// DESIGN.md's reading: entries are skipped only until the first one stamped at or after
+    /// The other reading of the Engine API docs: entries are skipped only until the first one stamped at or after
     /// `since`; after it everything is sent, older stamps included.
     StopAtFirstNewer,
 }

@@ -17,8 +17,14 @@
 //!   --capturer-restarts C  capturer restarts after a stop, from the checkpoints (default 1)
 //!   --in-flight F          frames a cancelled reader may still deliver (default 1)
 //!   --split W|all          the first run writes W entries, or (default) every boundary
+//!   --resends N            daemon re-sends within a stream, in all (default 1)
+//!   --early-ends N         follow streams ending early once the container stopped (default 1)
+//!   --births N             containers created while the capturer is stopped (default 1)
+//!   --old-discovery        the pre-fix start-up listing (no watermark: only running
+//!                          containers and those with a saved cursor are taken on)
 //!   --rule A|B|both        the daemon's since rule (default both)
-//!   --mutant NAME          shared-scope | strictly-greater | whole-second
+//!   --mutant NAME          shared-scope | strictly-greater | whole-second |
+//!                          eager-rotation | trust-resends
 //!   --bfs                  breadth first without symmetry (shortest traces, more states)
 //!   --product              interleave the containers' steps in every order (a product)
 //!                          instead of running them one after the other
@@ -39,6 +45,7 @@ struct Cli {
     search: Search,
     threads: usize,
     compose: bool,
+    old_discovery: bool,
 }
 
 fn parse(args: &[String]) -> Result<Cli, String> {
@@ -49,6 +56,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         search: Search::DfsSymmetric,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         compose: true,
+        old_discovery: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -67,6 +75,10 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--capturer-restarts" => b.capturer_restarts = number(value()?)?,
             "--capturer-stops" => b.capturer_stops = number(value()?)?,
             "--in-flight" => b.in_flight = number(value()?)?,
+            "--resends" => b.resends = number(value()?)?,
+            "--early-ends" => b.early_ends = number(value()?)?,
+            "--births" => b.births = usize::from(number(value()?)?),
+            "--old-discovery" => cli.old_discovery = true,
             "--split" => {
                 b.split = match value()?.as_str() {
                     "all" => None,
@@ -89,9 +101,12 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     "shared-scope" => Mutant::SharedScope,
                     "strictly-greater" => Mutant::StrictlyGreaterCursor,
                     "whole-second" => Mutant::WholeSecondCursor,
+                    "eager-rotation" => Mutant::EagerRotation,
+                    "trust-resends" => Mutant::TrustResends,
                     other => {
                         return Err(format!(
-                            "--mutant {other}: shared-scope, strictly-greater or whole-second"
+                            "--mutant {other}: shared-scope, strictly-greater, whole-second, \
+                             eager-rotation or trust-resends"
                         ))
                     }
                 })
@@ -116,7 +131,8 @@ fn check(cli: &Cli) -> bool {
     println!(
         "bounds: {} containers, {} log entries each, {} rotation(s), {} container restart(s), \
          {} daemon restart(s), {} reader error(s), {} tick(s), removals {}, {} capturer stop(s) and {} restart(s), \
-         {} frame(s) in flight; mutant {:?}; {:?}, {} thread(s), {}",
+         {} frame(s) in flight, {} re-send(s), {} early end(s), {} birth(s); mutant {:?}, {} discovery; \
+         {:?}, {} thread(s), {}",
         b.containers,
         b.lines,
         b.rotations,
@@ -128,7 +144,11 @@ fn check(cli: &Cli) -> bool {
         b.capturer_stops,
         b.capturer_restarts,
         b.in_flight,
+        b.resends,
+        b.early_ends,
+        b.births,
         cli.mutant,
+        if cli.old_discovery { "old (no watermark)" } else { "watermark" },
         cli.search,
         cli.threads,
         if cli.compose { "containers one after the other" } else { "containers interleaved" },
@@ -140,6 +160,7 @@ fn check(cli: &Cli) -> bool {
             since_rule: rule,
             mutant: cli.mutant,
             compose: cli.compose,
+            old_discovery: cli.old_discovery,
         };
         println!("\nsince rule {}", rule.name());
         let out = run(opts, cli.search, cli.threads, &[]);
@@ -188,6 +209,7 @@ fn explore(cli: &Cli, addr: &str) {
             .unwrap_or(SinceRule::SkipAllOlder),
         mutant: cli.mutant,
         compose: cli.compose,
+        old_discovery: cli.old_discovery,
     };
     println!(
         "serving stateright's Explorer on http://{addr} ({})",

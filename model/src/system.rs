@@ -16,6 +16,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use capturer_core::discovery::{admission, Admission, Listed};
 use capturer_core::partial::DEFAULT_CAP;
 use capturer_core::{
     Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
@@ -63,6 +64,15 @@ pub struct Bounds {
     /// Where the first run ends (entries written before the restart); `None`: at every
     /// boundary that does not cut a line in two.
     pub split: Option<usize>,
+    /// Daemon re-sends: an open stream goes back and sends again a run of what it sent (after
+    /// the daemon rotated its json-file), in the shapes `capturer_core::rewind` handles.
+    pub resends: u8,
+    /// Early ends: a follow stream of a container that stopped ends before it sent everything
+    /// the container wrote (measured on Docker 20.10: a race in the daemon's follow loop).
+    pub early_ends: u8,
+    /// Containers that do not exist at the capturer's first listing: each may be created, run
+    /// (and stop) while the capturer is stopped, and is found by the next start-up listing.
+    pub births: usize,
 }
 
 impl Default for Bounds {
@@ -80,6 +90,9 @@ impl Default for Bounds {
             capturer_restarts: 1,
             in_flight: 1,
             split: None,
+            resends: 0,
+            early_ends: 0,
+            births: 0,
         }
     }
 }
@@ -96,6 +109,9 @@ pub struct Options {
     /// Run the containers one after the other (sound: they are independent); `false`
     /// interleaves their steps in every order (a product, for cross-checking).
     pub compose: bool,
+    /// The pre-fix start-up listing: `discovery::admission` with no watermark, ever (only
+    /// running containers and those with a saved cursor are taken on).
+    pub old_discovery: bool,
 }
 
 impl Default for Options {
@@ -105,6 +121,7 @@ impl Default for Options {
             since_rule: SinceRule::SkipAllOlder,
             mutant: None,
             compose: true,
+            old_discovery: false,
         }
     }
 }
@@ -172,6 +189,16 @@ pub struct ReaderTask {
     pub cancel: Option<CancelReason>,
     /// Frames it delivered after being told to stop.
     pub after_cancel: u8,
+    /// It follows a running container (the daemon answered while it ran).
+    pub follow: bool,
+    /// One past the furthest entry it sent (`pos` is behind it while a re-send is under way).
+    pub sent: u8,
+    /// The daemon went back and re-sent; `sent` when it did.
+    pub resent_at: Option<u8>,
+    /// Its stream ended before everything the container wrote was sent.
+    pub early: bool,
+    /// It delivered at least one new line to the sink.
+    pub progress: bool,
 }
 
 /// A heartbeat task in the world.
@@ -237,6 +264,8 @@ pub enum Flaw {
     StrayCommand(&'static str),
     /// The machine said an event named a task it does not know, though the task is real.
     StrayReport(&'static str),
+    /// A rotation retired a generation that had delivered no new line.
+    IdleRotation,
 }
 
 /// One container: the real machine and its world.
@@ -279,6 +308,18 @@ pub struct Container {
     pub rotation: Rotation,
     /// The first flaw seen.
     pub flaw: Option<Flaw>,
+    /// The container exists (false for a birth until it is created).
+    pub exists: bool,
+    /// The capturer knows it: it has a machine for it (listed and admitted, or seen starting).
+    pub admitted: bool,
+    /// It started since the capturer's last start-up listing (what `started >= watermark`
+    /// says in the runtime).
+    pub started_since_listing: bool,
+    /// A follow stream of it ended early.
+    pub ended_early: bool,
+    /// A start-up listing admitted it with no saved cursor though it had stopped
+    /// (`Admission::Drain` by the watermark).
+    pub drained_new: bool,
 }
 
 /// The budgets left, shared by all containers.
@@ -292,6 +333,10 @@ pub struct Budget {
     pub reader_errors: u8,
     /// Heartbeat ticks.
     pub ticks: u8,
+    /// Daemon re-sends.
+    pub resends: u8,
+    /// Early ends of follow streams.
+    pub early_ends: u8,
 }
 
 /// The whole world.
@@ -325,6 +370,9 @@ pub enum Action {
     Die(usize),
     /// The stopped container starts again (`start`) and writes the rest of its log.
     Start(usize),
+    /// The same, between a request made while it was stopped and the daemon's answer: that
+    /// stream follows the running container.
+    StartBeforeAnswer(usize),
     /// The stopped container is removed (`destroy`).
     Remove(usize),
     /// The oldest pending docker event reaches the capturer.
@@ -335,6 +383,12 @@ pub enum Action {
     End(usize, usize),
     /// A reader's stream breaks.
     ReaderError(usize, usize),
+    /// A reader's daemon goes back to this entry and sends again everything it sent from it.
+    Resend(usize, usize, u8),
+    /// A follow stream of a stopped container ends before it sent everything written.
+    EarlyEnd(usize, usize),
+    /// The container is created and started while the capturer is stopped.
+    Birth(usize),
     /// A reader task exits and is joined.
     ReaderExit(usize, usize),
     /// The machine's deadline (rotation or backoff) passes.
@@ -493,6 +547,13 @@ impl CaptureModel {
         let mut out = Vec::new();
         for (c, k) in s.containers.iter().enumerate() {
             let c = c + s.done.len();
+            if !k.exists {
+                out.push(format!(
+                    "c{c} does not exist yet (its first run will write {} entries)",
+                    k.split
+                ));
+                continue;
+            }
             let written: Vec<String> = self.log[..usize::from(k.split)]
                 .iter()
                 .map(Entry::to_string)
@@ -532,7 +593,8 @@ impl CaptureModel {
             out.push(format!(
                 "c{c}: phase {}, last generation {}, {} reader task(s), {} heartbeat task(s), \
                  delivered stdout {}/{} stderr {}/{} of the lines written, rotation {:?}, \
-                 running {}, removed {}, flaw {:?}, check_invariants: {inv}",
+                 running {}, removed {}, known to the capturer {}, flaw {:?}, \
+                 check_invariants: {inv}",
                 k.machine.phase(),
                 k.machine.generation(),
                 k.readers.len(),
@@ -544,6 +606,7 @@ impl CaptureModel {
                 k.rotation,
                 k.running,
                 k.removed,
+                k.admitted,
                 k.flaw,
             ));
         }
@@ -563,6 +626,60 @@ impl CaptureModel {
                 SinceRule::StopAtFirstNewer => !r.filtering || newer,
             }
         })
+    }
+
+    /// The entries `r` has sent so far, in order (the daemon's since rule replayed).
+    fn sent_entries(&self, r: &ReaderTask) -> Vec<usize> {
+        let mut filtering = true;
+        (0..usize::from(r.sent))
+            .filter(|&i| {
+                let newer = self.log[i].ts >= r.since;
+                let sends = match self.opts.since_rule {
+                    SinceRule::SkipAllOlder => newer,
+                    SinceRule::StopAtFirstNewer => !filtering || newer,
+                };
+                filtering &= !sends;
+                sends
+            })
+            .collect()
+    }
+
+    /// Where `r`'s daemon may go back to: the first entry of a re-sent run, which ends with
+    /// the last entry sent. Per stream (`Rewind` judges each on its own), the run's entries
+    /// must begin with one stamped before that stream's last entry sent, or be that last
+    /// entry alone when it ended a line. Excluded: a run of a stream that begins at an entry
+    /// stamped exactly like its last one and holds more than it (the parts of a long line, or
+    /// equal-stamped lines, sent again), which no filter can tell from new entries.
+    pub fn resend_starts(&self, r: &ReaderTask) -> Vec<u8> {
+        let sent = self.sent_entries(r);
+        (0..sent.len())
+            .filter(|&q| {
+                [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
+                    let run: Vec<&Entry> = sent[q..]
+                        .iter()
+                        .map(|&i| &self.log[i])
+                        .filter(|e| e.stream == s)
+                        .collect();
+                    match (run.first(), run.last()) {
+                        (Some(first), Some(last)) => {
+                            first.ts < last.ts || (run.len() == 1 && last.complete)
+                        }
+                        _ => true,
+                    }
+                })
+            })
+            .map(|q| sent[q] as u8)
+            .collect()
+    }
+
+    /// Creates container `k`'s machine (it was listed and admitted, or seen starting), from
+    /// its saved cursor or the capture's start; that cursor is saved at once, as the runtime
+    /// does before a watermark may vouch for it.
+    fn admit(&self, k: &mut Container) {
+        let cursor = k.checkpoint.clone().unwrap_or_else(|| self.start.clone());
+        k.machine = ContainerMachine::new(self.config.clone(), cursor.clone());
+        k.checkpoint.get_or_insert(cursor);
+        k.admitted = true;
     }
 
     fn apply(&self, st: &mut State, a: Action, notes: &mut Notes) {
@@ -617,8 +734,23 @@ impl CaptureModel {
                     }
                 }
             }
-            Action::Start(c) => {
+            Action::Start(c) | Action::StartBeforeAnswer(c) => {
                 let n = name(c);
+                if a == Action::StartBeforeAnswer(c) {
+                    for r in &mut st.containers[c].readers {
+                        if r.stage == Stage::Open && !r.follow && r.sent == 0 {
+                            r.end_at = None;
+                            r.follow = true;
+                            let generation = r.generation;
+                            notes.add(|| {
+                                format!(
+                                    "c{n}: the daemon answers {generation}'s request only now: \
+                                     the stream follows the container, which starts:"
+                                )
+                            });
+                        }
+                    }
+                }
                 st.budget.restarts -= 1;
                 let k = &mut st.containers[c];
                 let (from, to) = (usize::from(k.written), self.log.len());
@@ -630,6 +762,7 @@ impl CaptureModel {
                 k.written = to as u8;
                 k.running = true;
                 k.restarted = true;
+                k.started_since_listing = true;
                 if k.capturer == Capturer::Running {
                     k.events.push(DockerEvent::Started);
                 }
@@ -651,6 +784,15 @@ impl CaptureModel {
                 let k = &mut st.containers[c];
                 let ev = k.events.remove(0);
                 notes.add(|| format!("c{n} docker event {ev:?} reaches the capturer"));
+                if !k.admitted {
+                    // The runtime takes on a container it does not know when it starts, and
+                    // ignores any other event about it.
+                    if ev != DockerEvent::Started {
+                        notes.add(|| "    (ignored: the capturer does not know it)".to_string());
+                        return;
+                    }
+                    self.admit(k);
+                }
                 let event = match ev {
                     DockerEvent::Started => Event::ContainerStarted,
                     DockerEvent::Died => Event::ContainerDied,
@@ -671,6 +813,8 @@ impl CaptureModel {
                 let reader = &mut k.readers[r];
                 let skipped = i - usize::from(reader.pos);
                 reader.pos = (i + 1) as u8;
+                let again = reader.pos <= reader.sent;
+                reader.sent = reader.sent.max(reader.pos);
                 if self.opts.since_rule == SinceRule::StopAtFirstNewer {
                     reader.filtering = false;
                 }
@@ -691,7 +835,8 @@ impl CaptureModel {
                     } else {
                         ""
                     };
-                    format!("c{n} reader {generation} delivers entry #{i}: {e}{skipped}{in_flight}")
+                    let what = if again { "re-sends" } else { "delivers" };
+                    format!("c{n} reader {generation} {what} entry #{i}: {e}{skipped}{in_flight}")
                 });
                 let event = Event::Frame {
                     generation,
@@ -721,9 +866,66 @@ impl CaptureModel {
                 let generation = reader.generation;
                 notes.add(|| format!("c{n} reader {generation}: the stream breaks"));
             }
+            Action::Resend(c, r, from) => {
+                let n = name(c);
+                st.budget.resends -= 1;
+                let reader = &mut st.containers[c].readers[r];
+                reader.resent_at = Some(reader.sent);
+                reader.pos = from;
+                let generation = reader.generation;
+                let last = reader.sent - 1;
+                notes.add(|| {
+                    format!(
+                        "c{n} reader {generation}: the daemon goes back (it rotated its \
+                         json-file) and re-sends from entry #{from} to #{last}"
+                    )
+                });
+            }
+            Action::EarlyEnd(c, r) => {
+                let n = name(c);
+                st.budget.early_ends -= 1;
+                let k = &mut st.containers[c];
+                k.ended_early = true;
+                let reader = &mut k.readers[r];
+                reader.stage = Stage::Ended;
+                reader.early = true;
+                let generation = reader.generation;
+                let unsent = usize::from(reader.end_at.unwrap_or(0)) - usize::from(reader.pos);
+                notes.add(|| {
+                    format!(
+                        "c{n} reader {generation}: the follow stream ends early, {unsent} \
+                         entr(ies) written but not sent"
+                    )
+                });
+                self.feed(
+                    st,
+                    c,
+                    Input::Event(Event::EndOfStream { generation }),
+                    notes,
+                );
+            }
+            Action::Birth(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                k.exists = true;
+                k.running = true;
+                k.started_since_listing = true;
+                k.written = k.split;
+                let written: Vec<String> = self.log[..usize::from(k.split)]
+                    .iter()
+                    .map(Entry::to_string)
+                    .collect();
+                notes.add(|| {
+                    format!(
+                        "c{n} is created and started while the capturer is down; it writes [{}]",
+                        written.join(", ")
+                    )
+                });
+            }
             Action::ReaderExit(c, r) => {
                 let n = name(c);
                 let reader = st.containers[c].readers.remove(r);
+                let early = reader.early;
                 let exit = match reader.stage {
                     Stage::Ended => ReaderExit::CleanEnd,
                     Stage::Failed(e) => ReaderExit::Failed(e),
@@ -739,10 +941,11 @@ impl CaptureModel {
                 );
                 let k = &mut st.containers[c];
                 if k.rotation == Rotation::Cancelled(generation) {
-                    let clean = matches!(
-                        exit,
-                        ReaderExit::CleanEnd | ReaderExit::Failed(ReadError::NotFound)
-                    );
+                    let clean = match exit {
+                        ReaderExit::CleanEnd => !early,
+                        ReaderExit::Failed(ReadError::NotFound) => true,
+                        _ => false,
+                    };
                     k.rotation = if k.machine.live_generation().is_some() {
                         Rotation::Done
                     } else {
@@ -806,7 +1009,9 @@ impl CaptureModel {
                 k.capturer = Capturer::Stopping;
                 k.stops += 1;
                 k.events.clear();
-                self.feed(st, c, Input::Event(Event::StopRequested), notes);
+                if k.admitted {
+                    self.feed(st, c, Input::Event(Event::StopRequested), notes);
+                }
             }
             Action::Restart(c) => {
                 let n = name(c);
@@ -814,17 +1019,37 @@ impl CaptureModel {
                 let k = &mut st.containers[c];
                 k.capturer = Capturer::Running;
                 k.relists += 1;
-                if k.removed {
+                let started_since = std::mem::take(&mut k.started_since_listing);
+                if k.removed || !k.exists {
                     return;
                 }
-                let cursor = k.checkpoint.clone().unwrap_or_else(|| self.start.clone());
-                k.machine = ContainerMachine::new(self.config.clone(), cursor);
-                let event = if k.running {
-                    Event::ContainerStarted
-                } else {
-                    Event::ContainerDied
+                // The runtime's watermark is the time of the previous start-up listing
+                // (persisted once the cursors it admitted were durable; a stop persists
+                // everything): a container started at or after it is one the capturer has not
+                // seen start. Times here are only compared with each other.
+                let listed = Listed {
+                    running: k.running,
+                    started: Some(Timestamp(if started_since { 2 } else { 0 })),
+                    has_cursor: k.checkpoint.is_some(),
                 };
-                notes.add(|| format!("c{} listed: {event:?}", n));
+                let watermark = (!self.opts.old_discovery).then_some(Timestamp(1));
+                let decision = admission(listed, watermark);
+                notes.add(|| {
+                    format!("c{n} listed: {listed:?}, watermark {watermark:?}: {decision:?}")
+                });
+                let event = match decision {
+                    Admission::Skip => {
+                        k.admitted = false;
+                        return;
+                    }
+                    Admission::Follow => Event::ContainerStarted,
+                    Admission::Drain => {
+                        k.drained_new |= !listed.has_cursor;
+                        Event::ContainerDied
+                    }
+                };
+                self.admit(k);
+                notes.add(|| format!("    -> the machine is fed {event:?}"));
                 self.feed(st, c, Input::Event(event), notes);
             }
             Action::Pass | Action::DaemonRestartAll | Action::StopAll | Action::RestartAll => {}
@@ -859,6 +1084,7 @@ impl CaptureModel {
                 } else {
                     r.stage = Stage::Open;
                     r.end_at = (!k.running).then_some(k.written);
+                    r.follow = k.running;
                     notes.add(|| {
                         let what = if k.running {
                             "follows the running container"
@@ -889,12 +1115,20 @@ impl CaptureModel {
                     end_at: None,
                     cancel: None,
                     after_cancel: 0,
+                    follow: false,
+                    sent: 0,
+                    resent_at: None,
+                    early: false,
+                    progress: false,
                 });
             }
             Command::CancelReader { generation, reason } => {
                 match k.readers.iter_mut().find(|r| r.generation == generation) {
                     Some(r) => {
                         r.cancel.get_or_insert(reason);
+                        if reason == CancelReason::Rotation && !r.progress {
+                            flaw(k, Flaw::IdleRotation);
+                        }
                     }
                     None => flaw(k, Flaw::StrayCommand("CancelReader names no live reader")),
                 }
@@ -953,7 +1187,14 @@ impl CaptureModel {
         let lines = &self.meaning.lines[i];
         let same = |l: &LogLine| l.ts == line.ts && l.text == line.message && !line.truncated;
         let next = usize::from(k.delivered[i]);
+        let live = k.machine.live_generation();
+        let mut progress = || {
+            if let Some(r) = k.readers.iter_mut().find(|r| Some(r.generation) == live) {
+                r.progress = true;
+            }
+        };
         if lines.get(next).is_some_and(same) {
+            progress();
             k.delivered[i] += 1;
             return;
         }
@@ -966,6 +1207,7 @@ impl CaptureModel {
                 },
             ),
             Some(j) => {
+                progress();
                 flaw(
                     k,
                     Flaw::Skipped {
@@ -995,11 +1237,20 @@ impl CaptureModel {
         if k.running {
             actions.push(Action::Die(c));
         }
-        if !k.running && !k.removed && budget.restarts > 0 {
+        if k.exists && !k.running && !k.removed && budget.restarts > 0 {
             actions.push(Action::Start(c));
+            if k.readers
+                .iter()
+                .any(|r| r.stage == Stage::Open && !r.follow && r.sent == 0)
+            {
+                actions.push(Action::StartBeforeAnswer(c));
+            }
         }
-        if !k.running && !k.removed && b.removals {
+        if k.exists && !k.running && !k.removed && b.removals {
             actions.push(Action::Remove(c));
+        }
+        if !k.exists && !capturing {
+            actions.push(Action::Birth(c));
         }
         if !k.events.is_empty() && capturing {
             actions.push(Action::DeliverEvent(c));
@@ -1019,6 +1270,16 @@ impl CaptureModel {
                     }
                     if budget.reader_errors > 0 {
                         actions.push(Action::ReaderError(c, i));
+                    }
+                    if budget.resends > 0 && may_send && r.sent > 0 && r.pos == r.sent {
+                        for from in self.resend_starts(r) {
+                            actions.push(Action::Resend(c, i, from));
+                        }
+                    }
+                    if let (true, Some(e)) = (r.follow && budget.early_ends > 0, r.end_at) {
+                        if self.next_sendable(r, usize::from(e)).is_some() {
+                            actions.push(Action::EarlyEnd(c, i));
+                        }
                     }
                     if r.cancel.is_some() {
                         actions.push(Action::ReaderExit(c, i));
@@ -1051,8 +1312,7 @@ impl CaptureModel {
         if capturing && k.stops < b.capturer_stops {
             actions.push(Action::Stop(c));
         }
-        let stop_done = k.machine.is_stopped() && k.readers.is_empty() && k.heartbeats.is_empty();
-        if !capturing && stop_done && k.relists < b.capturer_restarts {
+        if !capturing && stop_complete(k) && k.relists < b.capturer_restarts {
             actions.push(Action::Restart(c));
         }
     }
@@ -1149,15 +1409,15 @@ impl Model for CaptureModel {
 
     fn init_states(&self) -> Vec<State> {
         let b = &self.opts.bounds;
-        let container = |split: u8| Container {
+        let container = |split: u8, born: bool| Container {
             machine: ContainerMachine::new(self.config.clone(), self.start.clone()),
             capturer: Capturer::Running,
             daemon_restarts: 0,
             stops: 0,
             relists: 0,
-            written: split,
+            written: if born { 0 } else { split },
             split,
-            running: true,
+            running: !born,
             restarted: false,
             removed: false,
             removal_seen: false,
@@ -1168,45 +1428,66 @@ impl Model for CaptureModel {
             checkpoint: None,
             rotation: Rotation::Done,
             flaw: None,
+            exists: !born,
+            admitted: false,
+            started_since_listing: false,
+            ended_early: false,
+            drained_new: false,
         };
         // Containers are identical but for where their first run ends; permutations are
-        // equivalent, so only non-decreasing assignments of splits start a search.
+        // equivalent, so only non-decreasing assignments of splits start a search (among the
+        // containers there at the start, and among the births).
         let splits = self.splits();
-        let mut combos: Vec<Vec<u8>> = vec![Vec::new()];
-        for _ in 0..b.containers {
-            let mut next = Vec::new();
-            for combo in &combos {
-                for &sp in &splits {
-                    if combo.last().is_none_or(|&l| sp >= l) {
-                        let mut c = combo.clone();
-                        c.push(sp);
-                        next.push(c);
+        let assignments = |n: usize| {
+            let mut combos: Vec<Vec<u8>> = vec![Vec::new()];
+            for _ in 0..n {
+                let mut next = Vec::new();
+                for combo in &combos {
+                    for &sp in &splits {
+                        if combo.last().is_none_or(|&l| sp >= l) {
+                            let mut c = combo.clone();
+                            c.push(sp);
+                            next.push(c);
+                        }
                     }
                 }
+                combos = next;
             }
-            combos = next;
-        }
-        combos
-            .into_iter()
-            .map(|combo| {
+            combos
+        };
+        let births = assignments(b.births);
+        let mut states = Vec::new();
+        for combo in assignments(b.containers) {
+            for born in &births {
                 let mut st = State {
-                    containers: combo.into_iter().map(container).collect(),
+                    containers: combo
+                        .iter()
+                        .map(|&sp| container(sp, false))
+                        .chain(born.iter().map(|&sp| container(sp, true)))
+                        .collect(),
                     done: Vec::new(),
                     budget: Budget {
                         rotations: b.rotations,
                         restarts: b.restarts,
                         reader_errors: b.reader_errors,
                         ticks: b.ticks,
+                        resends: b.resends,
+                        early_ends: b.early_ends,
                     },
                 };
-                // The capturer lists the running containers when it starts.
+                // The capturer's first start: it lists the containers, all running (with no
+                // watermark yet, a stopped one would be left alone).
                 for c in 0..st.containers.len() {
-                    let started = Input::Event(Event::ContainerStarted);
-                    self.feed(&mut st, c, started, &mut Notes::default());
+                    if st.containers[c].exists {
+                        self.admit(&mut st.containers[c]);
+                        let started = Input::Event(Event::ContainerStarted);
+                        self.feed(&mut st, c, started, &mut Notes::default());
+                    }
                 }
-                st
-            })
-            .collect()
+                states.push(st);
+            }
+        }
+        states
     }
 
     fn actions(&self, s: &State, actions: &mut Vec<Action>) {
@@ -1258,13 +1539,21 @@ impl Model for CaptureModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        properties()
+        // A `sometimes` of a feature the bounds leave out would fail for want of an example.
+        let b = &self.opts.bounds;
+        let off = |name: &str| {
+            (name == names::RESENT_DROPPED && b.resends == 0)
+                || (name == names::EARLY_END_READ && b.early_ends == 0)
+                || (name == names::BORN_WHILE_DOWN_READ && b.births == 0)
+        };
+        properties().into_iter().filter(|p| !off(p.name)).collect()
     }
 }
 
-/// The machine is Stopped and the world has no task of it left.
+/// The machine is Stopped and the world has no task of it left (or the capturer has no
+/// machine for the container).
 pub fn stop_complete(k: &Container) -> bool {
-    k.machine.is_stopped() && k.readers.is_empty() && k.heartbeats.is_empty()
+    !k.admitted || (k.machine.is_stopped() && k.readers.is_empty() && k.heartbeats.is_empty())
 }
 
 fn no_flaw(k: &Container, f: impl Fn(&Flaw) -> bool) -> bool {
@@ -1291,6 +1580,9 @@ pub mod names {
         "6: delivered is, per stream, an in-order, duplicate-free prefix of the log";
     /// Commands and events agree with the world's tasks.
     pub const AGREE: &str = "machine and world agree on which tasks exist";
+    /// World: every rotation retires a generation that delivered a new line.
+    pub const PROGRESS: &str =
+        "7: a generation retired by a rotation had delivered a new line (progress)";
     /// Quiescent states: everything written was delivered.
     pub const AT_REST: &str = "a container at rest has delivered every line it wrote";
     /// Eventually: rotations complete.
@@ -1311,6 +1603,13 @@ pub mod names {
     pub const PARTIAL_MERGED: &str = "a line split in parts is delivered merged";
     /// Sometimes: the last line without newline was delivered.
     pub const LAST_LINE_FLUSHED: &str = "the last line without newline is flushed at end of stream";
+    /// Sometimes: a stream re-sent a run and then delivered something new.
+    pub const RESENT_DROPPED: &str = "a re-sent run is dropped and the stream goes on";
+    /// Sometimes: a follow stream ended early and, at rest, every line was delivered.
+    pub const EARLY_END_READ: &str = "a follow stream that ended early is read to the end";
+    /// Sometimes: a container born and stopped while the capturer was down was read whole.
+    pub const BORN_WHILE_DOWN_READ: &str =
+        "a container that ran while the capturer was down is drained";
 }
 
 /// How a property is judged.
@@ -1329,7 +1628,7 @@ pub type Check = fn(&CaptureModel, &Container) -> bool;
 
 /// Every property: its name, its kind and its check on one container. The system's property is
 /// the check over every container (for `sometimes`, over some container).
-pub const PROPERTIES: [(&str, Kind, Check); 18] = [
+pub const PROPERTIES: [(&str, Kind, Check); 22] = [
     (names::INVARIANTS, Kind::Always, |_, k| {
         k.machine.check_invariants().is_ok()
     }),
@@ -1363,6 +1662,9 @@ pub const PROPERTIES: [(&str, Kind, Check); 18] = [
         no_flaw(k, |f| {
             matches!(f, Flaw::StrayCommand(_) | Flaw::StrayReport(_))
         })
+    }),
+    (names::PROGRESS, Kind::Always, |_, k| {
+        no_flaw(k, |f| *f == Flaw::IdleRotation)
     }),
     (names::AT_REST, Kind::Always, |m, k| {
         m.exactly_once_at_rest(k)
@@ -1407,6 +1709,17 @@ pub const PROPERTIES: [(&str, Kind, Check); 18] = [
     (names::LAST_LINE_FLUSHED, Kind::Sometimes, |m, k| {
         usize::from(k.delivered[0]) == m.meaning.lines[0].len()
             && usize::from(k.written) == m.log.len()
+    }),
+    (names::RESENT_DROPPED, Kind::Sometimes, |_, k| {
+        k.readers
+            .iter()
+            .any(|r| r.resent_at.is_some_and(|at| r.sent > at))
+    }),
+    (names::EARLY_END_READ, Kind::Sometimes, |m, k| {
+        k.ended_early && m.is_quiescent(k) && m.all_delivered(k)
+    }),
+    (names::BORN_WHILE_DOWN_READ, Kind::Sometimes, |m, k| {
+        k.drained_new && k.written > 0 && m.is_quiescent(k) && m.all_delivered(k)
     }),
 ];
 
@@ -1458,5 +1771,9 @@ fn properties() -> Vec<Property<CaptureModel>> {
         property!(15),
         property!(16),
         property!(17),
+        property!(18),
+        property!(19),
+        property!(20),
+        property!(21),
     ]
 }

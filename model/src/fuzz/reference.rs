@@ -145,7 +145,7 @@ pub enum SinceRule {
     /// Measured on Docker 20.10 (`docs/cursor.md`): every entry stamped before `since` is
     /// dropped, wherever it lies.
     DropAllBefore,
-    /// `DESIGN.md`'s reading of the moby source: entries are skipped until the first one stamped
+    /// The other reading of the Engine API docs: entries are skipped until the first one stamped
     /// at or after `since`; everything after it is sent, older stamps included.
     SkipUntilFirst,
 }
