@@ -46,6 +46,12 @@ pub enum Event {
     EndOfStream {
         /// The reader generation.
         generation: Generation,
+        /// The runtime checked that the container did not run at any moment of this read: it
+        /// was stopped before the request went out and still is, with the same start time. Only
+        /// then is a draining read's end the end of the log (a container may start between the
+        /// request and the daemon's answer, and the answer then follows the new run, whose
+        /// follow stream can end early).
+        stopped_throughout: bool,
     },
     /// The generation's reader task exited and was joined: its exit is observed.
     ReaderExited {

@@ -111,8 +111,11 @@ pub(crate) struct Reader {
     /// Its stream ended cleanly (`EndOfStream`); no more frames.
     pub(crate) ended: bool,
     /// It was opened once a `die` said the container stopped, and no `start` or other `die`
-    /// came since: its log was complete, so reaching its end means everything was read.
+    /// came since: its log was complete, so reaching its end means everything was read, once
+    /// the runtime confirms the container stayed stopped throughout the read (`complete`).
     pub(crate) draining: bool,
+    /// A draining read reached its end, and the container stayed stopped throughout.
+    pub(crate) complete: bool,
     /// It was told to stop, and why.
     pub(crate) cancel: Option<CancelReason>,
 }
@@ -337,9 +340,12 @@ impl ContainerMachine {
                 self.frame(now, generation, stream, &bytes, &mut lines);
                 self.out.extend(lines.into_iter().map(Command::Emit));
             }
-            Event::EndOfStream { generation } => {
+            Event::EndOfStream {
+                generation,
+                stopped_throughout,
+            } => {
                 let mut lines = Vec::<Line>::new();
-                self.end_of_stream(generation, &mut lines);
+                self.end_of_stream(generation, stopped_throughout, &mut lines);
                 self.out.extend(lines.into_iter().map(Command::Emit));
             }
             Event::ReaderExited { generation, exit } => {
@@ -370,12 +376,24 @@ impl ContainerMachine {
         flow
     }
 
-    /// Data path: `generation`'s stream ended cleanly; unfinished lines go to `sink`.
-    pub fn handle_end_of_stream(&mut self, generation: Generation, sink: &mut impl LineSink) {
+    /// Data path: `generation`'s stream ended cleanly; unfinished lines go to `sink`. See
+    /// [`Event::EndOfStream`] for `stopped_throughout`.
+    pub fn handle_end_of_stream(
+        &mut self,
+        generation: Generation,
+        stopped_throughout: bool,
+        sink: &mut impl LineSink,
+    ) {
         if !self.stopped {
-            self.end_of_stream(generation, sink);
+            self.end_of_stream(generation, stopped_throughout, sink);
             self.self_check();
         }
+    }
+
+    /// Whether the live generation is a draining read (opened after a `die`, no `start`
+    /// since): the runtime then checks whether the container stayed stopped throughout it.
+    pub fn is_draining(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| r.draining)
     }
 
     /// A deadline from `poll_timeout` passed: reopen after a backoff, or rotate.
@@ -397,9 +415,10 @@ impl ContainerMachine {
         self.running = true;
         self.stop_confirmed = false;
         if let Some(r) = &mut self.reader {
-            // It may write into this stream now: reaching its end no longer proves the log
-            // was read whole.
+            // It may write into this stream now, or wrote after it ended: reaching its end no
+            // longer proves the log was read whole.
             r.draining = false;
+            r.complete = false;
         }
         if self.stop.is_some() {
             return;
@@ -423,6 +442,7 @@ impl ContainerMachine {
             // log after all.
             if let Some(r) = &mut self.reader {
                 r.draining = false;
+                r.complete = false;
             }
         }
         // The run's log is complete now: read what is left of it.
@@ -593,7 +613,13 @@ impl ContainerMachine {
         }
     }
 
-    fn end_of_stream(&mut self, generation: Generation, sink: &mut impl LineSink) {
+    fn end_of_stream(
+        &mut self,
+        generation: Generation,
+        stopped_throughout: bool,
+        sink: &mut impl LineSink,
+    ) {
+        let trust = self.config.mutant == Some(Mutant::TrustDrainingEnd);
         let Some(r) = self.live_reader(generation, "EndOfStream") else {
             return;
         };
@@ -601,13 +627,15 @@ impl ContainerMachine {
             return;
         }
         r.ended = true;
-        if !r.draining {
-            // The daemon can end a follow stream before the last of the log is written (a final
-            // line without newline, or the rest of a 16 KiB-split line): an unfinished line here
-            // may not be finished at all. The draining read that follows sees it whole.
+        if !r.draining || !(stopped_throughout || trust) {
+            // A follow stream can end before it sent all of the log (measured: with unread
+            // data in the file), so an unfinished line here may go on: the draining read
+            // that follows sees it whole. A read opened as draining was a follow too if the
+            // container started before the daemon answered it.
             self.partials.discard();
             return;
         }
+        r.complete = true;
         // A draining read saw the whole log: what is unfinished is a last line without newline.
         if self.deliver_with(sink, |partials, out| partials.flush(out)) {
             if let Some(r) = &mut self.reader {
@@ -671,15 +699,16 @@ impl ContainerMachine {
                 Some(CancelReason::BadFrame) | None => self.fail(healthy),
             },
             ReaderExit::CleanEnd if self.running => self.fail(healthy),
-            ReaderExit::CleanEnd if reader.draining => {
-                // Opened after the container stopped, read to its end: all of it was read.
+            ReaderExit::CleanEnd if reader.complete => {
+                // Opened after the container stopped, read to its end while it stayed
+                // stopped: all of it was read.
                 self.needs_read = false;
                 self.failures = 0;
             }
-            // The container stopped, but this stream was opened while it ran, and the daemon
-            // can end a follow stream before the last of the log is written (measured: a final
-            // line without newline landed after the end): read once more, after a backoff, with
-            // a stream opened now that the log is complete.
+            // The container stopped, but this stream was a follow (opened while it ran, or it
+            // started again before the daemon answered), and the daemon can end a follow
+            // stream before it sent all of the log (measured): read once more, after a
+            // backoff, with a stream opened now that the log is complete.
             ReaderExit::CleanEnd => self.fail(true),
             ReaderExit::Failed(ReadError::Unsupported) => {
                 self.needs_read = false;
@@ -784,6 +813,7 @@ impl ContainerMachine {
             rewind: Rewind::new(),
             ended: false,
             draining: !self.running && self.stop_confirmed,
+            complete: false,
             cancel: None,
         });
         if self.config.mutant == Some(Mutant::EagerRotation) {

@@ -23,6 +23,9 @@ pub enum Mutant {
     /// Take every frame the daemon sends as new, so a line it sends twice within one stream
     /// (json-file `max-size` rotation) is counted as a second line stamped the same instant.
     TrustResends,
+    /// Take a draining read's clean end for the end of the log even if the container started
+    /// during the read (the answer then followed the new run, which can end early).
+    TrustDrainingEnd,
 }
 
 /// The cursor's verdict, as the configured variant gives it.
@@ -56,8 +59,12 @@ pub(crate) fn judge(
                 Verdict::Deliver
             }
         }
-        Some(Mutant::SharedScope | Mutant::EagerRotation | Mutant::TrustResends) | None => {
-            cursor.accept(stream, ts)
-        }
+        Some(
+            Mutant::SharedScope
+            | Mutant::EagerRotation
+            | Mutant::TrustResends
+            | Mutant::TrustDrainingEnd,
+        )
+        | None => cursor.accept(stream, ts),
     }
 }

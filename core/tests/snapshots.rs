@@ -133,6 +133,7 @@ fn clean_end_on_a_running_container_backs_off() {
     for (g, ms) in [(1, 10), (2, 30), (3, 60)] {
         t.at(ms).on(Event::EndOfStream {
             generation: Generation(g),
+            stopped_throughout: false,
         });
         t.at(ms).on(Event::ReaderExited {
             generation: Generation(g),
@@ -160,7 +161,10 @@ fn container_restart_resumes_from_the_cursor() {
     t.at(5).frame(1, Stream::Stdout, 5, b"before\n");
     t.at(6).frame(1, Stream::Stderr, 6, b"err before\n");
     t.at(10).on(Event::ContainerDied);
-    t.at(11).on(Event::EndOfStream { generation: G1 });
+    t.at(11).on(Event::EndOfStream {
+        generation: G1,
+        stopped_throughout: true,
+    });
     t.at(11).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -170,7 +174,10 @@ fn container_restart_resumes_from_the_cursor() {
     t.at(22).on(Event::StreamOpened { generation: G2 });
     t.at(23).frame(2, Stream::Stdout, 5, b"before\n");
     t.at(23).frame(2, Stream::Stderr, 6, b"err before\n");
-    t.at(24).on(Event::EndOfStream { generation: G2 });
+    t.at(24).on(Event::EndOfStream {
+        generation: G2,
+        stopped_throughout: true,
+    });
     t.at(24).on(Event::ReaderExited {
         generation: G2,
         exit: ReaderExit::CleanEnd,
@@ -251,7 +258,10 @@ fn last_line_without_newline_at_container_exit() {
         "held until the stream ends"
     );
     t.at(7).on(Event::ContainerDied);
-    t.at(8).on(Event::EndOfStream { generation: G1 });
+    t.at(8).on(Event::EndOfStream {
+        generation: G1,
+        stopped_throughout: true,
+    });
     t.at(8).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -264,7 +274,10 @@ fn last_line_without_newline_at_container_exit() {
     t.at(19).on(Event::StreamOpened { generation: G2 });
     t.at(19).frame(2, Stream::Stdout, 5, b"complete\n");
     t.at(19).frame(2, Stream::Stdout, 6, b"no newline");
-    t.at(20).on(Event::EndOfStream { generation: G2 });
+    t.at(20).on(Event::EndOfStream {
+        generation: G2,
+        stopped_throughout: true,
+    });
     t.at(20).on(Event::ReaderExited {
         generation: G2,
         exit: ReaderExit::CleanEnd,
@@ -302,7 +315,10 @@ fn removal_drains_the_reader_then_forgets_the_cursor() {
     t.at(6).on(Event::ContainerDied);
     t.at(7).on(Event::ContainerRemoved);
     t.at(8).frame(1, Stream::Stdout, 7, b"last\n");
-    t.at(9).on(Event::EndOfStream { generation: G1 });
+    t.at(9).on(Event::EndOfStream {
+        generation: G1,
+        stopped_throughout: true,
+    });
     t.at(9).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -459,4 +475,68 @@ fn lines_the_daemon_sends_twice_within_one_stream_are_delivered_once() {
     let want: Vec<String> = (636..=641).map(|i| format!("line {i}")).collect();
     assert_eq!(t.messages(Stream::Stdout), want);
     insta::assert_snapshot!("daemon_resends_within_a_stream", t.text);
+}
+
+#[test]
+fn a_draining_read_answered_as_a_follow_flushes_no_part() {
+    // Found by the model (--early-ends): the container started again between a draining read's
+    // request and the daemon's answer, so the answer followed the new run, and that follow
+    // stream ended early with a part of a long line held, before the `start` reached the
+    // machine. Flushing the part as a whole line lost the rest of the line. The runtime
+    // checks that the container stayed stopped throughout the read; it did not.
+    let mut t = started();
+    t.at(5).frame(1, Stream::Stdout, 1_000, b"o1\n");
+    t.at(6).on(Event::ContainerDied);
+    t.at(7).on(Event::EndOfStream {
+        generation: G1,
+        stopped_throughout: false,
+    });
+    t.at(7).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::CleanEnd,
+    });
+    t.timeout();
+    assert!(
+        t.m.is_draining(),
+        "g2 was opened after a die, no start since"
+    );
+    t.at(20).on(Event::StreamOpened { generation: G2 });
+    t.at(21).frame(2, Stream::Stdout, 1_000, b"o1\n");
+    t.at(21).frame(2, Stream::Stderr, 500, b"e1\n");
+    t.at(22).frame(2, Stream::Stdout, 1_000, b"p1");
+    t.at(23).on(Event::EndOfStream {
+        generation: G2,
+        stopped_throughout: false,
+    });
+    t.at(23).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert_eq!(t.messages(Stream::Stdout), ["o1"], "p1 is not a whole line");
+    t.at(24).on(Event::ContainerStarted);
+    t.at(25).on(Event::ContainerDied);
+    t.timeout();
+    t.at(60).on(Event::StreamOpened { generation: G3 });
+    t.at(61).frame(3, Stream::Stdout, 1_000, b"o1\n");
+    t.at(61).frame(3, Stream::Stderr, 500, b"e1\n");
+    t.at(61).frame(3, Stream::Stdout, 1_000, b"p1");
+    t.at(61).frame(3, Stream::Stdout, 1_000, b"p2\n");
+    t.at(61).frame(3, Stream::Stderr, 1_100, b"e2\n");
+    t.at(61).frame(3, Stream::Stdout, 1_900, b"end");
+    t.at(62).on(Event::EndOfStream {
+        generation: G3,
+        stopped_throughout: true,
+    });
+    t.at(62).on(Event::ReaderExited {
+        generation: G3,
+        exit: ReaderExit::CleanEnd,
+    });
+    assert_eq!(t.messages(Stream::Stdout), ["o1", "p1p2", "end"]);
+    assert_eq!(t.messages(Stream::Stderr), ["e1", "e2"]);
+    assert_eq!(
+        t.m.poll_timeout(),
+        None,
+        "read whole: nothing until a start"
+    );
+    insta::assert_snapshot!("draining_read_answered_as_a_follow", t.text);
 }

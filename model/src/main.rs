@@ -24,7 +24,7 @@
 //!                          containers and those with a saved cursor are taken on)
 //!   --rule A|B|both        the daemon's since rule (default both)
 //!   --mutant NAME          shared-scope | strictly-greater | whole-second |
-//!                          eager-rotation | trust-resends
+//!                          eager-rotation | trust-resends | trust-draining-end
 //!   --bfs                  breadth first without symmetry (shortest traces, more states)
 //!   --product              interleave the containers' steps in every order (a product)
 //!                          instead of running them one after the other
@@ -103,10 +103,11 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     "whole-second" => Mutant::WholeSecondCursor,
                     "eager-rotation" => Mutant::EagerRotation,
                     "trust-resends" => Mutant::TrustResends,
+                    "trust-draining-end" => Mutant::TrustDrainingEnd,
                     other => {
                         return Err(format!(
                             "--mutant {other}: shared-scope, strictly-greater, whole-second, \
-                             eager-rotation or trust-resends"
+                             eager-rotation, trust-resends or trust-draining-end"
                         ))
                     }
                 })

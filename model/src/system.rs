@@ -199,6 +199,9 @@ pub struct ReaderTask {
     pub early: bool,
     /// It delivered at least one new line to the sink.
     pub progress: bool,
+    /// The container ran at some moment since its request went out: what the runtime's two
+    /// inspects around a draining read would show (`EndOfStream::stopped_throughout`).
+    pub ran: bool,
 }
 
 /// A heartbeat task in the world.
@@ -762,6 +765,9 @@ impl CaptureModel {
                 k.written = to as u8;
                 k.running = true;
                 k.restarted = true;
+                for r in &mut k.readers {
+                    r.ran = true;
+                }
                 k.started_since_listing = true;
                 if k.capturer == Capturer::Running {
                     k.events.push(DockerEvent::Started);
@@ -850,13 +856,13 @@ impl CaptureModel {
                 let reader = &mut st.containers[c].readers[r];
                 reader.stage = Stage::Ended;
                 let generation = reader.generation;
+                let stopped_throughout = !reader.ran;
                 notes.add(|| format!("c{n} reader {generation}: end of stream"));
-                self.feed(
-                    st,
-                    c,
-                    Input::Event(Event::EndOfStream { generation }),
-                    notes,
-                );
+                let event = Event::EndOfStream {
+                    generation,
+                    stopped_throughout,
+                };
+                self.feed(st, c, Input::Event(event), notes);
             }
             Action::ReaderError(c, r) => {
                 let n = name(c);
@@ -890,6 +896,7 @@ impl CaptureModel {
                 reader.stage = Stage::Ended;
                 reader.early = true;
                 let generation = reader.generation;
+                let stopped_throughout = !reader.ran;
                 let unsent = usize::from(reader.end_at.unwrap_or(0)) - usize::from(reader.pos);
                 notes.add(|| {
                     format!(
@@ -897,12 +904,11 @@ impl CaptureModel {
                          entr(ies) written but not sent"
                     )
                 });
-                self.feed(
-                    st,
-                    c,
-                    Input::Event(Event::EndOfStream { generation }),
-                    notes,
-                );
+                let event = Event::EndOfStream {
+                    generation,
+                    stopped_throughout,
+                };
+                self.feed(st, c, Input::Event(event), notes);
             }
             Action::Birth(c) => {
                 let n = name(c);
@@ -1120,6 +1126,7 @@ impl CaptureModel {
                     resent_at: None,
                     early: false,
                     progress: false,
+                    ran: k.running,
                 });
             }
             Command::CancelReader { generation, reason } => {

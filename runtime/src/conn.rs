@@ -29,6 +29,17 @@ pub async fn connect(endpoint: &Endpoint) -> std::io::Result<Io> {
 /// The largest inspect answer read (a container with thousands of labels stays far below).
 const MAX_BODY: usize = 4 << 20;
 
+/// Whether a container runs, and since when: what an inspect's `State` says.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct RunState {
+    /// It runs.
+    #[serde(rename = "Running")]
+    pub running: bool,
+    /// When it last started, as the daemon wrote it (it changes with every start).
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: String,
+}
+
 /// Whether a container runs, asked with `GET /containers/{id}/json` on a connection of its
 /// own: `Ok(None)` if the container is gone, an error if the daemon did not answer in `limit`.
 pub async fn is_running(
@@ -37,6 +48,18 @@ pub async fn is_running(
     id: &str,
     limit: Duration,
 ) -> std::io::Result<Option<bool>> {
+    Ok(run_state(endpoint, api_version, id, limit)
+        .await?
+        .map(|s| s.running))
+}
+
+/// A container's [`RunState`], as `is_running` asks it.
+pub async fn run_state(
+    endpoint: &Endpoint,
+    api_version: &str,
+    id: &str,
+    limit: Duration,
+) -> std::io::Result<Option<RunState>> {
     let ask = async {
         match connect(endpoint).await? {
             Io::Unix(s) => get_json(s, api_version, id).await,
@@ -59,15 +82,10 @@ pub async fn is_running(
     #[derive(serde::Deserialize)]
     struct Inspect {
         #[serde(rename = "State")]
-        state: State,
-    }
-    #[derive(serde::Deserialize)]
-    struct State {
-        #[serde(rename = "Running")]
-        running: bool,
+        state: RunState,
     }
     let inspect: Inspect = serde_json::from_slice(&body).map_err(std::io::Error::other)?;
-    Ok(Some(inspect.state.running))
+    Ok(Some(inspect.state))
 }
 
 async fn get_json<S>(mut io: S, api_version: &str, id: &str) -> std::io::Result<(u16, Vec<u8>)>

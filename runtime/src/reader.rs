@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::conn::{self, Io};
+use crate::conn::{self, Io, RunState};
 use crate::container::Shared;
 use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
@@ -94,6 +94,16 @@ impl Reader {
         let cancelled = Outcome {
             exit: ReaderExit::Cancelled,
         };
+        // A draining read's end is the end of the log only if the container did not run at
+        // any moment of it: note its state now, compare once the stream has ended.
+        let before = if self.shared.machine().is_draining() {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return cancelled,
+                s = self.run_state() => s,
+            }
+        } else {
+            None
+        };
         let io = tokio::select! {
             _ = self.cancel.cancelled() => return cancelled,
             r = tokio::time::timeout(HEAD_TIMEOUT, conn::connect(&self.endpoint)) => match r {
@@ -106,12 +116,29 @@ impl Reader {
             },
         };
         match io {
-            Io::Unix(s) => self.stream(s).await,
-            Io::Tcp(s) => self.stream(s).await,
+            Io::Unix(s) => self.stream(s, before).await,
+            Io::Tcp(s) => self.stream(s, before).await,
         }
     }
 
-    async fn stream<S: AsyncRead + AsyncWrite + Unpin + Pause>(&self, mut io: S) -> Outcome {
+    /// The container's run state, or `None` if it is gone or the daemon did not answer.
+    async fn run_state(&self) -> Option<RunState> {
+        let limit = HEAD_TIMEOUT;
+        let api = &self.api_version;
+        match conn::run_state(&self.endpoint, api, &self.shared.id, limit).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(container = %self.shared.id, error = %e, "log stream: inspect failed");
+                None
+            }
+        }
+    }
+
+    async fn stream<S: AsyncRead + AsyncWrite + Unpin + Pause>(
+        &self,
+        mut io: S,
+        before: Option<RunState>,
+    ) -> Outcome {
         let failed = |e: ReadError| Outcome {
             exit: ReaderExit::Failed(e),
         };
@@ -264,7 +291,13 @@ impl Reader {
             }
         }
         batch.send(&self.sink, &self.shared.id, &self.metrics).await;
-        self.end_of_stream(&mut decoder).await
+        // Stopped when the request went out and still stopped, with the same start time: the
+        // container did not run during the read, so the daemon sent its whole log.
+        let stopped_throughout = match before {
+            Some(b) if !b.running => self.run_state().await.is_some_and(|a| a == b),
+            _ => false,
+        };
+        self.end_of_stream(&mut decoder, stopped_throughout).await
     }
 
     /// Decodes one read's worth of bytes through the machine into `batch`.
@@ -322,7 +355,7 @@ impl Reader {
     }
 
     /// The stream ended cleanly: the machine decides what unfinished lines mean.
-    async fn end_of_stream(&self, decoder: &mut Decoder) -> Outcome {
+    async fn end_of_stream(&self, decoder: &mut Decoder, stopped_throughout: bool) -> Outcome {
         let mut batch = Batch::new(&self.shared.encoder);
         {
             let now = self.clock.now();
@@ -343,13 +376,13 @@ impl Reader {
                     exit: ReaderExit::Failed(ReadError::BadFrame),
                 };
             }
-            m.handle_end_of_stream(generation, &mut batch);
+            m.handle_end_of_stream(generation, stopped_throughout, &mut batch);
             batch.cursor = Some(m.cursor().clone());
         }
         batch.send(&self.sink, &self.shared.id, &self.metrics).await;
-        // Whether the container still runs is not asked here: an inspect made now could be
-        // older than a `start` the supervisor handles before this exit, and the machine takes
-        // a stop as final only from a `die` (see ContainerMachine's `stop_confirmed`).
+        // Whether the container runs is not decided here: an inspect is only used to veto a
+        // draining read's end (a start it shows did happen); the machine takes a stop as final
+        // only from a `die` (see ContainerMachine's `stop_confirmed`).
         Outcome {
             exit: ReaderExit::CleanEnd,
         }

@@ -157,7 +157,17 @@ fn describe_event(e: &Event) -> String {
             format!("Frame {generation} {stream} {ts} {}", short(payload))
         }
         Event::StreamOpened { generation } => format!("StreamOpened {generation}"),
-        Event::EndOfStream { generation } => format!("EndOfStream {generation}"),
+        Event::EndOfStream {
+            generation,
+            stopped_throughout,
+        } => {
+            let ran = if *stopped_throughout {
+                ""
+            } else {
+                " (the container ran during the read)"
+            };
+            format!("EndOfStream {generation}{ran}")
+        }
         Event::ReaderExited { generation, exit } => format!("ReaderExited {generation} {exit:?}"),
         other => format!("{other:?}"),
     }

@@ -239,7 +239,7 @@ enum Step {
         stream: Stream,
         bytes: Vec<u8>,
     },
-    DataEnd(Generation),
+    DataEnd(Generation, bool),
     Timeout,
 }
 
@@ -252,7 +252,7 @@ fn nonsense_step(u: &mut Unstructured<'_>, m: &ContainerMachine) -> arbitrary::R
             stream: Stream::arbitrary(u)?,
             bytes: frame_bytes(u)?,
         },
-        4 => Step::DataEnd(pick_generation(u, m)?),
+        4 => Step::DataEnd(pick_generation(u, m)?, u.arbitrary()?),
         5 => Step::Event(Event::Frame {
             generation: pick_generation(u, m)?,
             stream: Stream::arbitrary(u)?,
@@ -267,6 +267,7 @@ fn nonsense_step(u: &mut Unstructured<'_>, m: &ContainerMachine) -> arbitrary::R
         }),
         8 => Step::Event(Event::EndOfStream {
             generation: pick_generation(u, m)?,
+            stopped_throughout: u.arbitrary()?,
         }),
         _ => Step::Event(match u.int_in_range(0..=6u8)? {
             0 => Event::ContainerStarted,
@@ -327,9 +328,12 @@ fn nonsense_run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         twin.handle_frame(now, *generation, *stream, bytes, &mut lines);
                         Some(lines)
                     }
-                    Event::EndOfStream { generation } => {
+                    Event::EndOfStream {
+                        generation,
+                        stopped_throughout,
+                    } => {
                         let mut lines = Vec::new();
-                        twin.handle_end_of_stream(*generation, &mut lines);
+                        twin.handle_end_of_stream(*generation, *stopped_throughout, &mut lines);
                         Some(lines)
                     }
                     _ => None,
@@ -372,7 +376,9 @@ fn nonsense_run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     );
                 }
             }
-            Step::DataEnd(generation) => m.handle_end_of_stream(*generation, &mut sunk),
+            Step::DataEnd(generation, stopped_throughout) => {
+                m.handle_end_of_stream(*generation, *stopped_throughout, &mut sunk)
+            }
             Step::Timeout => m.handle_timeout(now),
         }
         commands.extend(std::iter::from_fn(|| m.poll_command()));
@@ -490,6 +496,9 @@ struct Reader {
     stopped_reading: bool,
     /// It sent `EndOfStream`.
     ended: bool,
+    /// The container ran at some moment since it was opened (what the runtime's inspects
+    /// around a draining read would show).
+    ran: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -613,6 +622,7 @@ impl World {
                     cancelled: false,
                     stopped_reading: false,
                     ended: false,
+                    ran: self.running,
                 });
             }
             Command::CancelReader { generation, .. } => match &mut self.reader {
@@ -805,6 +815,7 @@ impl World {
             return;
         }
         let generation = r.generation;
+        let stopped_throughout = !r.ran && !self.running;
         if let Some(r) = &mut self.reader {
             r.ended = true;
         }
@@ -813,12 +824,16 @@ impl World {
             self.fresh = [true; 2];
         }
         if via_event {
-            self.handle(Event::EndOfStream { generation });
+            self.handle(Event::EndOfStream {
+                generation,
+                stopped_throughout,
+            });
         } else {
             trace!("@{} data end of stream g{}", self.now.0, generation.0);
             let was_stopped = self.m.is_stopped();
             let mut sunk = Vec::new();
-            self.m.handle_end_of_stream(generation, &mut sunk);
+            self.m
+                .handle_end_of_stream(generation, stopped_throughout, &mut sunk);
             self.after(&"handle_end_of_stream", was_stopped, sunk);
         }
     }
@@ -875,6 +890,9 @@ impl World {
                     self.running = true;
                     self.prev_running = false;
                     self.fresh = [true; 2];
+                }
+                if let Some(r) = &mut self.reader {
+                    r.ran = true;
                 }
                 self.handle(Event::ContainerStarted);
             }
@@ -941,7 +959,10 @@ impl World {
                 }
             }
             2 => Event::StreamOpened { generation },
-            3 => Event::EndOfStream { generation },
+            3 => Event::EndOfStream {
+                generation,
+                stopped_throughout: false,
+            },
             _ => Event::ReaderExited {
                 generation,
                 exit: ReaderExit::Cancelled,
