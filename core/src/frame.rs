@@ -208,77 +208,139 @@ fn emit(
     Ok(())
 }
 
-/// Splitter of the raw stream of a TTY container into `\n`-terminated console frames.
+/// Splitter of the raw stream of a TTY container into console frames.
 ///
-/// A line longer than `max_line` is handed out in pieces of at most `max_line` bytes, each
-/// piece after the first prefixed again with the line's timestamp, so every frame reads the
-/// same way as a multiplexed one and the partial merger joins (or truncates) them.
+/// With `timestamps=1` the daemon writes each message of a TTY container's log as
+/// `<timestamp> <payload>` with nothing around it (measured, `docs/daemon.md`). A payload ends
+/// in `\n` (a whole line, or the last part of a long one); or it is exactly `part` bytes without
+/// `\n` (a part of a longer line: the daemon's log copier cuts at its 16 KiB buffer, and every
+/// part carries the line's timestamp); or it is a run's last line without newline, which the
+/// next run's first message, or the end of the stream, follows directly. So a frame ends at
+/// the first `\n`, after `part` payload bytes, or where the daemon's own prefix of a later
+/// message begins (its fixed format, stamped at or after this one), whichever comes first; each
+/// frame is a slice of the stream, prefix included, and the partial merger joins the parts.
 #[derive(Debug)]
 pub struct TtySplitter {
     buf: Vec<u8>,
-    max_line: usize,
-    /// The timestamp prefix (with its space) of the line being split, once a piece went out.
-    prefix: Vec<u8>,
+    part: usize,
 }
 
+/// The daemon's timestamp prefix in its fixed format: `2006-01-02T15:04:05.000000000Z `.
+const DAEMON_PREFIX_LEN: usize = 31;
+
 impl TtySplitter {
-    /// A splitter that holds at most `max_line` bytes of an unfinished line.
-    pub fn new(max_line: usize) -> TtySplitter {
+    /// A splitter for a daemon whose messages hold at most `part` payload bytes
+    /// ([`DAEMON_FRAME_PAYLOAD`] for the real one).
+    pub fn new(part: usize) -> TtySplitter {
         TtySplitter {
             buf: Vec::new(),
-            max_line: max_line.max(MAX_TS_LEN + 2),
-            prefix: Vec::new(),
+            part: part.max(1),
         }
     }
 
-    /// Bytes held across chunks.
+    /// Bytes held across chunks: at most one message, prefix and part.
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
-    /// Splits `chunk`, calling `on_frame` for each line (or piece of a long line) in order.
+    /// Splits `chunk`, calling `on_frame` for each message, in order.
     pub fn push(&mut self, mut chunk: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
-        while !chunk.is_empty() {
-            match chunk.iter().position(|&b| b == b'\n') {
-                Some(nl) if self.buf.is_empty() && self.prefix.is_empty() && nl < self.max_line => {
-                    console(&chunk[..=nl], &mut on_frame);
-                    chunk = &chunk[nl + 1..];
-                }
-                found => {
-                    let end = found.map_or(chunk.len(), |nl| nl + 1);
-                    if self.buf.is_empty() && !self.prefix.is_empty() {
-                        self.buf.extend_from_slice(&self.prefix);
-                    }
-                    let room = self.max_line - self.buf.len();
-                    let take = end.min(room);
-                    self.buf.extend_from_slice(&chunk[..take]);
-                    chunk = &chunk[take..];
-                    if self.buf.last() == Some(&b'\n') {
-                        console(&self.buf, &mut on_frame);
-                        self.buf.clear();
-                        self.prefix.clear();
-                    } else if self.buf.len() >= self.max_line {
-                        if self.prefix.is_empty() {
-                            let sp = self.buf.iter().position(|&b| b == b' ').unwrap_or(0);
-                            self.prefix
-                                .extend_from_slice(&self.buf[..=sp.min(MAX_TS_LEN)]);
-                        }
-                        console(&self.buf, &mut on_frame);
-                        self.buf.clear();
-                    }
-                }
+        if !self.buf.is_empty() {
+            self.buf.extend_from_slice(chunk);
+            let mut at = 0;
+            while let Some(n) = next_message(&self.buf[at..], self.part, false) {
+                console(&self.buf[at..at + n], &mut on_frame);
+                at += n;
             }
+            self.buf.drain(..at);
+            return;
         }
+        while let Some(n) = next_message(chunk, self.part, false) {
+            console(&chunk[..n], &mut on_frame);
+            chunk = &chunk[n..];
+        }
+        self.buf.extend_from_slice(chunk);
     }
 
-    /// The stream ended: hands out an unfinished last line (a final line without newline).
+    /// The stream ended: hands out what is left (a last line without newline).
     pub fn finish(&mut self, mut on_frame: impl FnMut(Frame<'_>)) {
-        if self.buf.len() > self.prefix.len() {
-            console(&self.buf, &mut on_frame);
+        let mut at = 0;
+        while let Some(n) = next_message(&self.buf[at..], self.part, true) {
+            console(&self.buf[at..at + n], &mut on_frame);
+            at += n;
         }
         self.buf.clear();
-        self.prefix.clear();
     }
+}
+
+/// The length of the first message in `bytes`, or `None` if more bytes are needed (never at
+/// the end, where whatever is left is a message).
+fn next_message(bytes: &[u8], part: usize, at_end: bool) -> Option<usize> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let rest = || at_end.then_some(bytes.len());
+    let head = &bytes[..bytes.len().min(MAX_TS_LEN + 1)];
+    let space = head.iter().position(|&b| b == b' ');
+    if let Some(nl) = head.iter().position(|&b| b == b'\n') {
+        if space.is_none_or(|sp| nl < sp) {
+            // A line with no prefix: the machine reports a bad frame and reopens.
+            return Some(nl + 1);
+        }
+    }
+    let Some(sp) = space else {
+        if bytes.len() <= MAX_TS_LEN {
+            return rest();
+        }
+        // No prefix where one must be: hand the bytes on, at most a message's worth at a time.
+        let limit = bytes.len().min(MAX_TS_LEN + 1 + part);
+        return match bytes[..limit].iter().position(|&b| b == b'\n') {
+            Some(nl) => Some(nl + 1),
+            None if limit == MAX_TS_LEN + 1 + part => Some(limit),
+            None => rest(),
+        };
+    };
+    let own = Timestamp::parse_rfc3339(&bytes[..sp]).ok();
+    let body = &bytes[sp + 1..];
+    let window = &body[..body.len().min(part)];
+    let newline = window.iter().position(|&b| b == b'\n');
+    let end = newline.map_or(window.len(), |nl| nl + 1);
+    // A later message's prefix that begins inside the payload ends this one there.
+    if let Some(k) = embedded_prefix(body, end, own) {
+        return Some(sp + 1 + k);
+    }
+    match newline {
+        // A prefix holds no newline, so one that began before it would have been seen whole.
+        Some(_) => Some(sp + 1 + end),
+        // A full part; but a prefix may begin in its last bytes: see them whole first.
+        None if end == part && (at_end || body.len() >= part + DAEMON_PREFIX_LEN - 1) => {
+            Some(sp + 1 + end)
+        }
+        None => rest(),
+    }
+}
+
+/// Where in `body` (before `before`) the daemon's prefix of a message stamped at or after
+/// `own` begins, if anywhere.
+fn embedded_prefix(body: &[u8], before: usize, own: Option<Timestamp>) -> Option<usize> {
+    let own = own?;
+    (1..before).find(|&k| {
+        body.get(k..k + DAEMON_PREFIX_LEN).is_some_and(|p| {
+            is_daemon_prefix(p)
+                && Timestamp::parse_rfc3339(&p[..DAEMON_PREFIX_LEN - 1]).is_ok_and(|t| t >= own)
+        })
+    })
+}
+
+/// `dddd-dd-ddTdd:dd:dd.dddddddddZ `, the daemon's fixed nine-digit format and its space.
+fn is_daemon_prefix(p: &[u8]) -> bool {
+    const SHAPE: &[u8; DAEMON_PREFIX_LEN] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ ";
+    p.len() == DAEMON_PREFIX_LEN
+        && p[DAEMON_PREFIX_LEN - 2..] == *b"Z "
+        && p.iter().zip(SHAPE).all(|(&b, &want)| match want {
+            b'd' => b.is_ascii_digit(),
+            other => b == other,
+        })
 }
 
 fn console(bytes: &[u8], on_frame: &mut impl FnMut(Frame<'_>)) {
@@ -370,7 +432,7 @@ mod tests {
         let raw =
             b"2024-01-01T00:00:00Z one\r\n2024-01-01T00:00:01Z two\r\n2024-01-01T00:00:02Z par";
         for chunk in 1..raw.len() {
-            let mut t = TtySplitter::new(1 << 20);
+            let mut t = TtySplitter::new(DAEMON_FRAME_PAYLOAD);
             let mut out = Vec::new();
             for c in raw.chunks(chunk) {
                 t.push(c, |f| out.push(f.bytes.to_vec()));
@@ -387,23 +449,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn long_tty_lines_come_in_prefixed_pieces() {
-        let mut raw = b"2024-01-01T00:00:00Z ".to_vec();
-        raw.extend([b'x'; 100]);
-        raw.push(b'\n');
-        let mut t = TtySplitter::new(50);
-        let mut out = Vec::new();
-        t.push(&raw, |f| out.push(f.bytes.to_vec()));
-        assert!(out.len() >= 3);
-        let mut payload = Vec::new();
-        for piece in &out {
-            assert!(piece.len() <= 50);
-            let s = split_timestamp(piece).unwrap();
-            assert_eq!(s.ts_text, b"2024-01-01T00:00:00Z");
-            payload.extend_from_slice(s.payload);
+    /// Splits `raw` in chunks of every size; asserts they all agree; returns the frames.
+    fn tty_split(raw: &[u8], part: usize) -> Vec<Vec<u8>> {
+        let mut first: Option<Vec<Vec<u8>>> = None;
+        for chunk in 1..=raw.len() {
+            let mut t = TtySplitter::new(part);
+            let mut out = Vec::new();
+            for c in raw.chunks(chunk) {
+                t.push(c, |f| out.push(f.bytes.to_vec()));
+                assert!(t.buffered() <= MAX_TS_LEN + part + DAEMON_PREFIX_LEN + chunk);
+            }
+            t.finish(|f| out.push(f.bytes.to_vec()));
+            assert_eq!(out.concat(), raw, "chunks of {chunk}");
+            match &first {
+                Some(f) => assert_eq!(&out, f, "chunks of {chunk}"),
+                None => first = Some(out),
+            }
         }
-        assert_eq!(payload.len(), 101);
-        assert_eq!(out.last().unwrap().last(), Some(&b'\n'));
+        first.unwrap_or_default()
+    }
+
+    #[test]
+    fn a_long_tty_line_comes_as_the_daemons_parts_each_prefixed() {
+        // Measured: a 40,000-byte line is sent as parts of 16,384 payload bytes, each with the
+        // line's timestamp, and nothing between them (docs/daemon.md).
+        let ts = b"2026-11-29T22:20:31.255269873Z ";
+        let mut raw = Vec::new();
+        for p in [&b"xxxxxxxx"[..], b"xxxxxxxx", b"xx\r\n"] {
+            raw.extend_from_slice(ts);
+            raw.extend_from_slice(p);
+        }
+        raw.extend_from_slice(b"2026-11-29T22:20:31.255399827Z short\r\n");
+        let out = tty_split(&raw, 8);
+        let payloads: Vec<&[u8]> = out
+            .iter()
+            .map(|f| split_timestamp(f).unwrap().payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            [&b"xxxxxxxx"[..], b"xxxxxxxx", b"xx\r\n", b"short\r\n"]
+        );
+    }
+
+    #[test]
+    fn a_runs_last_line_without_newline_ends_where_the_next_run_begins() {
+        // A TTY container wrote `abc` and exited; it ran again and wrote `def`.
+        let raw = b"2026-11-29T22:20:31.000000001Z abc2026-11-29T22:21:00.000000000Z def\r\n";
+        assert_eq!(
+            tty_split(raw, 16),
+            vec![
+                b"2026-11-29T22:20:31.000000001Z abc".to_vec(),
+                b"2026-11-29T22:21:00.000000000Z def\r\n".to_vec()
+            ]
+        );
+        // Text that only looks like a prefix, or is stamped earlier, is the line's own.
+        let raw = b"2026-11-29T22:20:31.000000001Z at 2026-11-29T22:20:30.000000000Z done\r\n";
+        assert_eq!(tty_split(raw, 100), vec![raw.to_vec()]);
+        let raw = b"2026-11-29T22:20:31.000000001Z at 2026-11-29T22:20:39Z done\r\n";
+        assert_eq!(tty_split(raw, 100), vec![raw.to_vec()]);
+    }
+
+    #[test]
+    fn bytes_without_a_prefix_reach_the_machine_as_bad_frames() {
+        // Whatever the splitter makes of them, the machine sees no timestamp and reopens.
+        let raw = b"no timestamp in this line at all\nnor here";
+        let out = tty_split(raw, 8);
+        assert!(split_timestamp(&out[0]).is_err());
+        assert!(out.iter().all(|f| f.len() <= MAX_TS_LEN + 1 + 8));
     }
 }

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use capturer_core::frame::DAEMON_FRAME_PAYLOAD;
 use capturer_core::scope::ScopeGuard;
 use capturer_core::{
     Demux, Event, Flow, Generation, LineSink, Message, ReadError, ReaderExit, Since, Stream,
@@ -209,7 +210,7 @@ impl Reader {
 
         let mut body = Body::new(head.framing);
         let mut decoder = if self.shared.meta.tty {
-            Decoder::Tty(TtySplitter::new(self.shared.machine().config().partial_cap))
+            Decoder::Tty(TtySplitter::new(DAEMON_FRAME_PAYLOAD))
         } else {
             Decoder::Demux(Demux::new(self.shared.machine().config().partial_cap + 64))
         };

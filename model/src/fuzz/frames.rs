@@ -8,14 +8,14 @@
 //!   then go through [`split_timestamp`] and [`Partials`], whose buffers never exceed the cap per
 //!   stream, and whose messages carry every payload byte exactly once, in order.
 //! - **raw TTY**: arbitrary bytes through [`TtySplitter`] in arbitrary chunks: every frame is at
-//!   most `max_line` bytes and holds a `\n` only at its end, [`TtySplitter::buffered`] stays
-//!   within `max_line`, and the frames, with the repeated timestamp prefix of the pieces of a
-//!   long line taken off again, concatenate back to the input; the same frames whatever the
-//!   chunking. Then through the merger, within its cap.
+//!   most a prefix and a part and holds a `\n` only at its end, [`TtySplitter::buffered`] stays
+//!   within one message (and the chunk), and the frames concatenate back to the input; the same
+//!   frames whatever the chunking. Then through the merger, within its cap.
 //! - **lines, multiplexed** and **lines, TTY**: a generated list of lines (equal timestamps,
 //!   disorder across streams, an unfinished last line, lines longer than a frame and than the
 //!   cap) is encoded as the daemon does (parts of at most `part` payload bytes with one
-//!   timestamp; raw `\r\n` lines for a TTY), decoded in arbitrary chunks, merged, and must
+//!   timestamp each, framed or, for a TTY, raw and back to back, a run's last line without
+//!   newline followed directly by the next message), decoded in arbitrary chunks, merged, and must
 //!   come out as [`reference::deliveries`] says: every line once, in order, cut at the cap.
 
 use arbitrary::Unstructured;
@@ -248,40 +248,17 @@ fn same_bytes(got: &[u8], want: &[u8], what: &str) {
     }
 }
 
-/// Takes the splitter's repeated prefixes off its frames again: the input, if nothing was lost.
-fn unsplit(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut prefix: Option<Vec<u8>> = None;
-    for f in frames {
-        match &prefix {
-            Some(p) => {
-                assert!(
-                    f.starts_with(p),
-                    "a piece of a long TTY line lost its prefix {p:?}"
-                );
-                out.extend_from_slice(&f[p.len()..]);
-            }
-            None => out.extend_from_slice(f),
-        }
-        if f.last() == Some(&b'\n') {
-            prefix = None;
-        } else if prefix.is_none() {
-            let sp = f.iter().position(|&b| b == b' ').unwrap_or(0);
-            prefix = Some(f[..=sp.min(MAX_TS_LEN)].to_vec());
-        }
-    }
-    out
-}
-
-fn tty_chunked(bytes: &[u8], max_line: usize, sizes: &[usize]) -> Vec<Vec<u8>> {
-    let limit = max_line.max(MAX_TS_LEN + 2);
-    let mut t = TtySplitter::new(max_line);
+fn tty_chunked(bytes: &[u8], part: usize, sizes: &[usize]) -> Vec<Vec<u8>> {
+    // At most one message held between chunks: a prefix, a part, and the start of the next
+    // prefix looked at to end it (plus the chunk being split).
+    let limit = MAX_TS_LEN + 1 + part + MAX_TS_LEN;
+    let mut t = TtySplitter::new(part);
     let mut frames = Vec::new();
     for c in chunks(bytes, sizes) {
         t.push(c, |f| frames.push(f.bytes.to_vec()));
         assert!(
-            t.buffered() <= limit,
-            "TtySplitter holds {} bytes, over {limit}",
+            t.buffered() <= limit + c.len(),
+            "TtySplitter holds {} bytes, over {limit} and a chunk",
             t.buffered()
         );
     }
@@ -290,8 +267,8 @@ fn tty_chunked(bytes: &[u8], max_line: usize, sizes: &[usize]) -> Vec<Vec<u8>> {
     for f in &frames {
         assert!(!f.is_empty(), "an empty TTY frame");
         assert!(
-            f.len() <= limit,
-            "a TTY frame of {} bytes, over {limit}",
+            f.len() <= MAX_TS_LEN + 1 + part,
+            "a TTY frame of {} bytes, over a prefix and a part of {part}",
             f.len()
         );
         let nl = f.iter().position(|&b| b == b'\n');
@@ -305,18 +282,18 @@ fn tty_chunked(bytes: &[u8], max_line: usize, sizes: &[usize]) -> Vec<Vec<u8>> {
 }
 
 fn raw_tty(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
-    let max_line = usize::from(u.int_in_range(0..=96u8)?);
+    let part = usize::from(u.int_in_range(1..=96u8)?);
     let cap = cap_choice(u)?;
     let sizes = chunking(u)?;
     let bytes = u.bytes(u.len())?;
-    let frames = tty_chunked(bytes, max_line, &sizes);
-    let whole = tty_chunked(bytes, max_line, &[usize::MAX]);
+    let frames = tty_chunked(bytes, part, &sizes);
+    let whole = tty_chunked(bytes, part, &[usize::MAX]);
     assert_eq!(
         frames, whole,
         "TtySplitter in chunks {sizes:?} differs from one chunk"
     );
     same_bytes(
-        &unsplit(&frames),
+        &frames.concat(),
         bytes,
         "the TTY frames do not carry the input exactly once",
     );
@@ -336,9 +313,6 @@ fn gen_lines(
     let n = u.int_in_range(0..=16)?;
     for _ in 0..n {
         let which = usize::from(u.arbitrary::<bool>()?) % streams.len();
-        if unfinished[which] && streams == [Stream::Console] {
-            break;
-        }
         let step = match u.int_in_range(0..=3u8)? {
             0 | 1 => 0,
             2 => u64::from(u.arbitrary::<u8>()?),
@@ -474,28 +448,35 @@ fn lines_multiplexed(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
 }
 
 fn lines_tty(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
-    let max_line = usize::from(u.int_in_range(0..=160u8)?);
+    let part = usize::from(u.int_in_range(1..=64u8)?);
     let cap = cap_choice(u)?;
     let sizes = chunking(u)?;
     let lines = gen_lines(u, &[Stream::Console])?;
+    // Each line as the daemon writes a TTY log (measured, docs/daemon.md): `<ts> <part>` for
+    // every part of at most `part` payload bytes, all stamped alike, with nothing between
+    // messages; a run's last line without newline is followed directly by the next message.
     let mut bytes = Vec::new();
     for (_, line) in &lines {
-        bytes.extend_from_slice(line.ts.to_string().as_bytes());
-        bytes.push(b' ');
-        bytes.extend_from_slice(&line.bytes);
+        let mut payload = line.bytes.clone();
         if line.complete {
-            bytes.extend_from_slice(b"\r\n");
+            payload.extend_from_slice(b"\r\n");
+        }
+        let ts = line.ts.to_string();
+        for p in payload.chunks(part) {
+            bytes.extend_from_slice(ts.as_bytes());
+            bytes.push(b' ');
+            bytes.extend_from_slice(p);
         }
     }
-    let frames = tty_chunked(&bytes, max_line, &sizes);
+    let frames = tty_chunked(&bytes, part, &sizes);
     if tracing() {
-        eprintln!("tty max_line {max_line}, cap {cap}, chunks {sizes:?}");
+        eprintln!("tty part {part}, cap {cap}, chunks {sizes:?}");
         for f in &frames {
             eprintln!("frame {:?}", String::from_utf8_lossy(f));
         }
     }
     same_bytes(
-        &unsplit(&frames),
+        &frames.concat(),
         &bytes,
         "the TTY frames do not carry the input exactly once",
     );
