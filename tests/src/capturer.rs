@@ -34,10 +34,15 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// The capturer binary, built once per test run (`cargo build -p capturer-runtime`).
+/// The capturer binary, built once per test run (`cargo build -p capturer-runtime`); or, if
+/// the environment variable `CAPTURER_BIN` names one, that binary as it is (e.g. an older
+/// build, to see what a test makes of it).
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CAPTURER_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("test executable path");
         // A test runs from target/<profile>/deps/, a binary (the bench) from target/<profile>/.
         let mut profile_dir = exe.parent().expect("target dir").to_owned();
@@ -278,8 +283,8 @@ impl Capturer {
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Every line captured for `container_id`, in file order (rotated files first).
-    pub fn records(&self, container_id: &str) -> Vec<Record> {
+    /// The capture files of `container_id`, in order (rotated files first).
+    fn files(&self, container_id: &str) -> Vec<PathBuf> {
         let dir = self.output.join("out");
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
             .map(|rd| {
@@ -298,27 +303,56 @@ impl Capturer {
             })
             .unwrap_or_default();
         files.sort();
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Every line captured for `container_id`, in file order (rotated files first).
+    pub fn records(&self, container_id: &str) -> Vec<Record> {
         let mut out = Vec::new();
-        for (_, path) in files {
+        for path in self.files(container_id) {
             let text = std::fs::read_to_string(&path).expect("read captured output");
             for line in text.lines() {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
                     panic!("not a JSON line in {}: {e}: {line:?}", path.display())
                 });
-                let s = |k: &str| {
-                    v[k].as_str()
-                        .unwrap_or_else(|| panic!("field {k} missing: {line}"))
-                        .to_owned()
-                };
-                out.push(Record {
-                    ts: s("ts"),
-                    stream: s("stream"),
-                    message: s("message"),
-                    container_id: s("container_id"),
-                    container_name: s("container_name"),
-                    image: s("image"),
-                    truncated: v["truncated"].as_bool().unwrap_or(false),
-                });
+                out.push(
+                    record(&v).unwrap_or_else(|| panic!("a field is missing or mistyped: {line}")),
+                );
+            }
+        }
+        out
+    }
+
+    /// Like [`Capturer::records`], for a capture that may hold torn records: a line that is not
+    /// one record (a SIGKILL cut a write short, and the next process appended to the fragment)
+    /// is counted, and the last record that starts inside it is kept; bytes after the last
+    /// newline (a write in progress, or a fragment) are counted, not parsed.
+    pub fn records_lenient(&self, container_id: &str) -> Lenient {
+        const START: &str = "{\"container_id\":";
+        let mut out = Lenient::default();
+        for path in self.files(container_id) {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let Some((whole, tail)) = text.rsplit_once('\n') else {
+                out.unterminated += text.len();
+                continue;
+            };
+            out.unterminated += tail.len();
+            for line in whole.split('\n') {
+                let parsed = serde_json::from_str::<serde_json::Value>(line).ok();
+                match parsed.as_ref().and_then(record) {
+                    Some(r) => out.records.push(r),
+                    None => {
+                        out.torn += 1;
+                        let last = line.rfind(START).and_then(|at| {
+                            let v = serde_json::from_str::<serde_json::Value>(&line[at..]).ok()?;
+                            record(&v)
+                        });
+                        out.records.extend(last);
+                    }
+                }
             }
         }
         out
@@ -355,6 +389,31 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     s.read_to_string(&mut text).ok()?;
     let (_, body) = text.split_once("\r\n\r\n")?;
     Some(body.to_owned())
+}
+
+/// What [`Capturer::records_lenient`] read.
+#[derive(Clone, Debug, Default)]
+pub struct Lenient {
+    /// The records, in file order.
+    pub records: Vec<Record>,
+    /// Lines that were not one whole record.
+    pub torn: usize,
+    /// Bytes after the last newline of a file.
+    pub unterminated: usize,
+}
+
+/// One record from its JSON object; `None` if a field is missing or mistyped.
+fn record(v: &serde_json::Value) -> Option<Record> {
+    let s = |k: &str| v[k].as_str().map(str::to_owned);
+    Some(Record {
+        ts: s("ts")?,
+        stream: s("stream")?,
+        message: s("message")?,
+        container_id: s("container_id")?,
+        container_name: s("container_name")?,
+        image: s("image")?,
+        truncated: v["truncated"].as_bool().unwrap_or(false),
+    })
 }
 
 /// Lines per stream, in order: `stream -> messages`.

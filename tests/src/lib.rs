@@ -72,6 +72,12 @@ pub struct Spec {
     pub open_stdin: bool,
     /// Bind mounts, `host:container[:ro]`.
     pub binds: Vec<String>,
+    /// Options of the logging driver (`max-size`, `max-file`, ...); empty: the driver's defaults.
+    pub log_opts: HashMap<String, String>,
+    /// Remove the container once it exits (`docker run --rm`): its log vanishes with it.
+    pub auto_remove: bool,
+    /// Seconds a stop (also the daemon's own shutdown) waits before SIGKILL; `None`: 10.
+    pub stop_timeout: Option<i64>,
 }
 
 /// Creates and starts a container from the test image, with no network; returns its id.
@@ -89,12 +95,16 @@ pub async fn create(docker: &Docker, spec: &Spec) -> Result<String, bollard::err
         labels: Some(spec.labels.clone()),
         tty: Some(spec.tty),
         open_stdin: Some(spec.open_stdin),
+        stop_timeout: spec.stop_timeout,
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-            log_config: spec.log_driver.as_ref().map(|d| HostConfigLogConfig {
-                typ: Some(d.clone()),
-                config: None,
+            auto_remove: spec.auto_remove.then_some(true),
+            log_config: (spec.log_driver.is_some() || !spec.log_opts.is_empty()).then(|| {
+                HostConfigLogConfig {
+                    typ: spec.log_driver.clone(),
+                    config: (!spec.log_opts.is_empty()).then(|| spec.log_opts.clone()),
+                }
             }),
             restart_policy: spec.restart_always.then_some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::ALWAYS),
@@ -146,15 +156,29 @@ pub struct DaemonLine {
 /// Everything the daemon has for a container, read once (no follow), lines re-joined by a
 /// deliberately simple rule that shares no code with the capturer.
 pub async fn daemon_lines(docker: &Docker, id: &str, tty: bool) -> Vec<DaemonLine> {
+    try_daemon_lines(docker, id, tty, 0)
+        .await
+        .expect("read the daemon's logs")
+}
+
+/// Like [`daemon_lines`], only the lines stamped at or after `since` (whole seconds since the
+/// epoch; 0: all), and an error instead of a panic (the daemon may be restarting).
+pub async fn try_daemon_lines(
+    docker: &Docker,
+    id: &str,
+    tty: bool,
+    since: i32,
+) -> Result<Vec<DaemonLine>, bollard::errors::Error> {
     let options = LogsOptionsBuilder::default()
         .stdout(true)
         .stderr(true)
         .timestamps(true)
+        .since(since)
         .build();
     let mut raw = Vec::new();
     let mut logs = docker.logs(id, Some(options));
     while let Some(item) = logs.next().await {
-        let (stream, bytes) = match item.expect("read the daemon's logs") {
+        let (stream, bytes) = match item? {
             LogOutput::StdOut { message } => ("stdout", message),
             LogOutput::StdErr { message } => ("stderr", message),
             LogOutput::Console { message } => ("console", message),
@@ -163,11 +187,17 @@ pub async fn daemon_lines(docker: &Docker, id: &str, tty: bool) -> Vec<DaemonLin
         raw.push((stream, bytes.to_vec()));
     }
     if tty {
-        // One raw stream: split it into lines ourselves.
+        // One raw stream, which bollard cuts at newlines: a log entry without newline (a part
+        // of a long line, a last line cut short) arrives glued to the next entry. Cut it again
+        // before each of the daemon's fixed-width timestamps (messages here hold none).
         let all: Vec<u8> = raw.into_iter().flat_map(|(_, b)| b).collect();
-        raw = all
-            .split_inclusive(|&b| b == b'\n')
-            .map(|l| ("console", l.to_vec()))
+        let starts: Vec<usize> = (0..all.len())
+            .filter(|&i| is_timestamp(&all[i..]))
+            .chain([all.len()])
+            .collect();
+        raw = starts
+            .windows(2)
+            .map(|w| ("console", all[w[0]..w[1]].to_vec()))
             .collect();
     }
     let mut out: Vec<DaemonLine> = Vec::new();
@@ -180,21 +210,43 @@ pub async fn daemon_lines(docker: &Docker, id: &str, tty: bool) -> Vec<DaemonLin
         if tty {
             body = body.strip_suffix('\r').unwrap_or(&body).to_owned();
         }
-        match open.get(stream).copied() {
-            Some(i) if out[i].ts == ts => out[i].message.push_str(&body),
-            _ => out.push(DaemonLine {
-                stream: stream.to_owned(),
-                ts: ts.to_owned(),
-                message: body,
-            }),
-        }
+        let at = match open.get(stream).copied() {
+            Some(i) if out[i].ts == ts => {
+                out[i].message.push_str(&body);
+                i
+            }
+            _ => {
+                out.push(DaemonLine {
+                    stream: stream.to_owned(),
+                    ts: ts.to_owned(),
+                    message: body,
+                });
+                out.len() - 1
+            }
+        };
+        // The line stays open at its own index: the other stream's lines may come between
+        // its parts (the daemon copies stdout and stderr concurrently).
         if complete {
             open.remove(stream);
         } else {
-            open.insert(stream, out.len() - 1);
+            open.insert(stream, at);
         }
     }
-    out
+    Ok(out)
+}
+
+/// Whether `bytes` begin with a timestamp as the daemon writes them before a log entry,
+/// `2006-01-02T15:04:05.000000000Z ` (always nine fraction digits).
+fn is_timestamp(bytes: &[u8]) -> bool {
+    const SHAPE: &[u8; 31] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ ";
+    bytes.len() >= SHAPE.len()
+        && SHAPE.iter().zip(bytes).all(|(&s, &b)| {
+            if s == b'd' {
+                b.is_ascii_digit()
+            } else {
+                s == b
+            }
+        })
 }
 
 /// Restarts the test bed's own dockerd (SIGTERM, wait, `scripts/testbed.sh`). Returns false
