@@ -7,7 +7,13 @@
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
 //! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE] [--both-streams]
+//! cargo run --release -p capturer-tests --bin bench -- torture [--seed S] [--duration D] [--seeds N]
+//!     [--daemon-restarts | --no-daemon-restarts] [--shared-daemon] [--quiet Q] [--keep]
 //! ```
+//!
+//! `torture` runs seeded random chaos (container restarts, capturer SIGTERM/SIGKILL, daemon
+//! restarts) against a private dockerd of its own and prints one `TORTURE seed=...` line per
+//! round; see `torture.rs`.
 
 // A benchmark harness: a failed set-up step must stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -18,6 +24,7 @@ mod latency;
 mod procfs;
 mod scale;
 mod soak;
+mod torture;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +78,14 @@ fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("torture") {
+        // It brings its own daemon (or falls back to the test bed's by itself).
+        return if torture::run(&args).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let Some(docker) = capturer_tests::docker().await else {
         eprintln!("bench: no Docker daemon; run scripts/testbed.sh first");
         return ExitCode::from(2);
@@ -106,7 +121,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: bench drain|cpu|latency|scale|soak [options] (see the source's header)"
+                "usage: bench drain|cpu|latency|scale|soak|torture [options] (see the source's header)"
             );
             return ExitCode::from(2);
         }
