@@ -44,4 +44,10 @@ if grep -q '"check"' model/src/main.rs 2>/dev/null; then
     cargo run --release --locked -p capturer-model -- check ${MODEL_ARGS:-}
 fi
 
+step "torture: seeded random chaos against a private dockerd, judged line by line"
+# Fixed seeds, so a failure here is reproducible with the same command; TORTURE_SEED and
+# TORTURE_SEEDS choose others.
+cargo run --release --locked -p capturer-tests --bin bench -- torture \
+    --seed "${TORTURE_SEED:-1}" --seeds "${TORTURE_SEEDS:-3}" --duration "${TORTURE_DURATION:-20}"
+
 step "all green in $(( $(date +%s) - started ))s"
