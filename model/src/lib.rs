@@ -19,3 +19,30 @@ pub mod system;
 pub use check::{run, Outcome, Search, Verdict};
 pub use log::SinceRule;
 pub use system::{Action, Bounds, CaptureModel, Options, State};
+
+use capturer_core::Mutant;
+
+/// Every mutant, by the name `capturer-model check --mutant` and `CAPTURER_FUZZ_MUTANT` take.
+pub const MUTANTS: [(&str, Mutant); 6] = [
+    ("shared-scope", Mutant::SharedScope),
+    ("strictly-greater", Mutant::StrictlyGreaterCursor),
+    ("whole-second", Mutant::WholeSecondCursor),
+    ("eager-rotation", Mutant::EagerRotation),
+    ("trust-resends", Mutant::TrustResends),
+    ("trust-draining-end", Mutant::TrustDrainingEnd),
+];
+
+/// The mutants' names, in order.
+pub const MUTANT_NAMES: [&str; 6] = [
+    MUTANTS[0].0,
+    MUTANTS[1].0,
+    MUTANTS[2].0,
+    MUTANTS[3].0,
+    MUTANTS[4].0,
+    MUTANTS[5].0,
+];
+
+/// The mutant called `name`.
+pub fn mutant_named(name: &str) -> Option<Mutant> {
+    MUTANTS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+}

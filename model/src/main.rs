@@ -5,7 +5,7 @@
 //! capturer-model explore ADDR [OPTIONS]      serve the Explorer on ADDR (e.g. 127.0.0.1:3000)
 //!
 //! OPTIONS
-//!   --containers K         containers (default 2)
+//!   --containers K         containers listed at the first start, 0 with births (default 1)
 //!   --lines N              log entries per container, 1 to 7 (default 6)
 //!   --rotations R          rotation deadlines, in all (default 2)
 //!   --restarts S           container restarts, in all (default 1)
@@ -19,7 +19,7 @@
 //!   --split W|all          the first run writes W entries, or (default) every boundary
 //!   --resends N            daemon re-sends within a stream, in all (default 1)
 //!   --early-ends N         follow streams ending early once the container stopped (default 1)
-//!   --births N             containers created while the capturer is stopped (default 1)
+//!   --births N             containers created while the capturer is stopped (default 0)
 //!   --old-discovery        the pre-fix start-up listing (no watermark: only running
 //!                          containers and those with a saved cursor are taken on)
 //!   --rule A|B|both        the daemon's since rule (default both)
@@ -97,20 +97,13 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                 }
             }
             "--mutant" => {
-                cli.mutant = Some(match value()?.as_str() {
-                    "shared-scope" => Mutant::SharedScope,
-                    "strictly-greater" => Mutant::StrictlyGreaterCursor,
-                    "whole-second" => Mutant::WholeSecondCursor,
-                    "eager-rotation" => Mutant::EagerRotation,
-                    "trust-resends" => Mutant::TrustResends,
-                    "trust-draining-end" => Mutant::TrustDrainingEnd,
-                    other => {
-                        return Err(format!(
-                            "--mutant {other}: shared-scope, strictly-greater, whole-second, \
-                             eager-rotation, trust-resends or trust-draining-end"
-                        ))
-                    }
-                })
+                let name = value()?;
+                cli.mutant = Some(capturer_model::mutant_named(name).ok_or_else(|| {
+                    format!(
+                        "--mutant {name}: {}",
+                        capturer_model::MUTANT_NAMES.join(", ")
+                    )
+                })?)
             }
             other => return Err(format!("unknown option {other}")),
         }
@@ -121,8 +114,8 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             capturer_model::log::MAX_ENTRIES
         ));
     }
-    if cli.bounds.containers == 0 {
-        return Err("--containers must be at least 1".to_string());
+    if cli.bounds.containers + cli.bounds.births == 0 {
+        return Err("--containers and --births leave no container".to_string());
     }
     Ok(cli)
 }
@@ -220,9 +213,21 @@ fn explore(cli: &Cli, addr: &str) {
     let _checker = CaptureModel::new(opts).checker().serve(addr);
 }
 
+/// The usage text: this file's doc, between its fences.
+fn usage() -> String {
+    let doc = include_str!("main.rs")
+        .lines()
+        .skip_while(|l| *l != "//! ```text")
+        .skip(1)
+        .take_while(|l| *l != "//! ```")
+        .map(|l| l.strip_prefix("//! ").unwrap_or(""))
+        .collect::<Vec<_>>();
+    format!("usage:\n{}", doc.join("\n"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: capturer-model check [OPTIONS] | explore ADDR [OPTIONS] (see the source's doc for OPTIONS)";
+    let usage = usage();
     match args.first().map(String::as_str) {
         Some("check") => match parse(&args[1..]) {
             Ok(cli) => {
@@ -255,5 +260,43 @@ fn main() -> ExitCode {
             eprintln!("{usage}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `(default N)` the usage text states is the default the checker uses.
+    #[test]
+    fn the_usage_states_the_true_defaults() {
+        let b = Bounds::default();
+        let stated = |flag: &str| -> String {
+            let line = usage()
+                .lines()
+                .find(|l| l.trim_start().starts_with(flag))
+                .unwrap_or_else(|| panic!("{flag} is not in the usage"))
+                .to_string();
+            let at = line.find("(default ").unwrap_or_else(|| panic!("{line}"));
+            line[at + 9..].split(')').next().unwrap_or("").to_string()
+        };
+        for (flag, value) in [
+            ("--containers", b.containers.to_string()),
+            ("--lines", b.lines.to_string()),
+            ("--rotations", b.rotations.to_string()),
+            ("--restarts", b.restarts.to_string()),
+            ("--daemon-restarts", b.daemon_restarts.to_string()),
+            ("--errors", b.reader_errors.to_string()),
+            ("--ticks", b.ticks.to_string()),
+            ("--capturer-stops", b.capturer_stops.to_string()),
+            ("--capturer-restarts", b.capturer_restarts.to_string()),
+            ("--in-flight", b.in_flight.to_string()),
+            ("--resends", b.resends.to_string()),
+            ("--early-ends", b.early_ends.to_string()),
+            ("--births", b.births.to_string()),
+        ] {
+            assert_eq!(stated(flag), value, "{flag}");
+        }
+        assert!(!b.removals && b.split.is_none());
     }
 }

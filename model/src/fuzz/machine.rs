@@ -15,6 +15,11 @@
 //! fail, get cancelled, end cleanly (also while the container runs: a daemon restart), a
 //! heartbeat that inspects (sometimes with a stale answer), dies and is stopped, rotations,
 //! container stops and restarts, capturer restarts from the last checkpoint, and stale events.
+//! The daemon may also re-send within a generation (the json-file driver with `max-size`, see
+//! `docs/daemon.md`), in the shapes [`capturer_core::rewind::Rewind`] claims to handle: a
+//! contiguous run of what the reader sent, ending with the last frame it sent, whose frames of
+//! each stream begin with one stamped before that stream's last, or are that stream's last
+//! whole line alone.
 //! Every command the machine gives is carried out, checked against what the world knows (one
 //! reader at a time, one heartbeat). At the end the container stops and the world runs to
 //! quiescence; then what the machine emitted, per stream, must equal what the [`reference`]
@@ -24,14 +29,17 @@
 //! a stopped container writes nothing; after a container stop or a stream's clean end, a
 //! stream's next entry is stamped later than its last (the log copier restarted, time passed);
 //! frames come after the daemon's 200; a clean end while the container is stopped comes only
-//! after every entry was sent. Set `CAPTURER_FUZZ_TRACE=1` to print every step.
+//! after every entry was sent. Set `CAPTURER_FUZZ_TRACE=1` to print every step, and
+//! `CAPTURER_FUZZ_MUTANT=<name>` (a name `capturer-model check --mutant` takes) to put a known
+//! bug in the differential world's machines and see the target catch it.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use capturer_core::{
     Backoff, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation, Instant, Line,
-    ReadError, ReaderExit, Stream, StreamSet, Timestamp,
+    Mutant, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
 };
 
 use super::reference::{self, Delivered, Entry, SinceFilter, SinceRule};
@@ -42,17 +50,48 @@ const BASE: u64 = 1_704_067_200_000_000_000;
 /// Steps of one input, at most.
 const MAX_STEPS: usize = 256;
 
-/// The `machine` target: see the module docs.
+/// `Send`'s `via` byte with its bit 0 cleared: the daemon re-sends before it sends on. No input
+/// committed before re-sends existed has it, so each of them replays exactly as it did.
+const RESEND_MARK: u8 = 0x10;
+
+/// The `machine` target: see the module docs (`CAPTURER_FUZZ_MUTANT` picks a mutant).
 pub fn machine(data: &[u8]) {
+    machine_with(data, env_mutant());
+}
+
+/// The `machine` target with `mutant` in the differential world's machines. With a mutant the
+/// nonsense mode, which checks the machine's own invariants, is skipped: a mutant is there to
+/// be caught by the world's verdict.
+pub fn machine_with(data: &[u8], mutant: Option<Mutant>) {
     let mut u = Unstructured::new(data);
     let Ok(nonsense) = u.ratio(1u8, 4u8) else {
         return;
     };
     if nonsense {
-        let _ = nonsense_run(&mut u);
+        if mutant.is_none() {
+            let _ = nonsense_run(&mut u);
+        }
     } else {
-        differential(&mut u);
+        differential(&mut u, mutant);
     }
+}
+
+/// The mutant `CAPTURER_FUZZ_MUTANT` names (read once); an unknown name is an error.
+fn env_mutant() -> Option<Mutant> {
+    static MUTANT: std::sync::OnceLock<Option<Mutant>> = std::sync::OnceLock::new();
+    *MUTANT.get_or_init(|| {
+        let name = std::env::var("CAPTURER_FUZZ_MUTANT").ok()?;
+        if name.is_empty() {
+            return None;
+        }
+        match crate::mutant_named(&name) {
+            Some(m) => Some(m),
+            None => panic!(
+                "CAPTURER_FUZZ_MUTANT={name}: not a mutant ({})",
+                crate::MUTANT_NAMES.join(", ")
+            ),
+        }
+    })
 }
 
 macro_rules! trace {
@@ -455,8 +494,10 @@ enum Action {
     Advance { ms: u16 },
     /// The daemon answers the live reader's request with 200.
     Open,
-    /// The live reader forwards up to `n` entries (through `handle`, or the data path).
-    Send { n: u8, via_event: bool },
+    /// The live reader forwards up to `n % 8 + 1` entries, through `handle` if bit 0 of `via`
+    /// is set, else the data path. If `via` is [`RESEND_MARK`] (bit 0 aside), the daemon first
+    /// goes back and queues a re-send, its start picked by `n >> 3` (see `World::resend`).
+    Send { n: u8, via: u8 },
     /// The live reader's request or stream fails.
     Fail { bad_frame: bool },
     /// The live reader exits as it must: after its clean end, or because it was told to stop.
@@ -499,6 +540,10 @@ struct Reader {
     /// The container ran at some moment since it was opened (what the runtime's inspects
     /// around a draining read would show).
     ran: bool,
+    /// The log entries it sent, in order (re-sends not counted again).
+    sent: Vec<usize>,
+    /// A re-send under way: the entries the daemon sends again before it goes on.
+    replay: VecDeque<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,8 +576,11 @@ pub struct World {
 const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 
 impl World {
-    fn new(u: &mut Unstructured<'_>) -> arbitrary::Result<World> {
-        let config = config(u)?;
+    fn new(u: &mut Unstructured<'_>, mutant: Option<Mutant>) -> arbitrary::Result<World> {
+        let config = Config {
+            mutant,
+            ..config(u)?
+        };
         let rule = if u.arbitrary()? {
             SinceRule::SkipUntilFirst
         } else {
@@ -548,6 +596,18 @@ impl World {
             Timestamp(BASE + u64::from(u.arbitrary::<u8>()?))
         };
         let running = u.arbitrary()?;
+        Ok(World::with(config, rule, clocks, start, running))
+    }
+
+    /// A world whose container's clocks start at `clocks` (stdout, stderr), running or not,
+    /// captured from `start`, its daemon under `rule`.
+    fn with(
+        config: Config,
+        rule: SinceRule,
+        clocks: [u64; 2],
+        start: Timestamp,
+        running: bool,
+    ) -> World {
         let m = ContainerMachine::new(config.clone(), Cursor::new(start, StreamSet::MULTIPLEXED));
         let watch = Watch::new(&m);
         let mut w = World {
@@ -578,7 +638,7 @@ impl World {
         } else {
             Event::ContainerDied
         });
-        Ok(w)
+        w
     }
 
     fn handle(&mut self, e: Event) {
@@ -623,6 +683,8 @@ impl World {
                     stopped_reading: false,
                     ended: false,
                     ran: self.running,
+                    sent: Vec::new(),
+                    replay: VecDeque::new(),
                 });
             }
             Command::CancelReader { generation, .. } => match &mut self.reader {
@@ -771,21 +833,82 @@ impl World {
             let generation = r.generation;
             let mut filter = r.filter;
             let mut pos = r.pos;
-            let next = loop {
-                let Some(e) = self.log.get(pos) else {
-                    break None;
-                };
-                pos += 1;
-                if filter.sends(e.ts) {
-                    break Some((e.stream, e.frame()));
-                }
+            let again = r.replay.front().copied();
+            let next = match again {
+                Some(i) => Some(i),
+                None => loop {
+                    let Some(e) = self.log.get(pos) else {
+                        break None;
+                    };
+                    pos += 1;
+                    if filter.sends(e.ts) {
+                        break Some(pos - 1);
+                    }
+                },
             };
             if let Some(r) = &mut self.reader {
-                r.filter = filter;
-                r.pos = pos;
+                if again.is_some() {
+                    r.replay.pop_front();
+                } else {
+                    r.filter = filter;
+                    r.pos = pos;
+                    r.sent.extend(next);
+                }
             }
-            let Some((stream, bytes)) = next else { return };
-            self.frame(generation, stream, bytes, via_event);
+            let Some(i) = next else { return };
+            if again.is_some() {
+                trace!("re-send of #{i}");
+            }
+            let e = &self.log[i];
+            self.frame(generation, e.stream, e.frame(), via_event);
+        }
+    }
+
+    /// The entries of the live reader's stream where the daemon may go back to: the first of a
+    /// contiguous run of what it sent that ends with the last entry it sent. `Rewind` judges
+    /// each stream on its own, so per stream the run's entries must begin with one stamped
+    /// before that stream's last entry sent, or be that last entry alone when it ends a line.
+    /// Left out, as `Rewind` documents: a run of a stream beginning at an entry stamped exactly
+    /// like its last one and holding more than it (the parts of a long line, or equal-stamped
+    /// lines, sent again), which no filter can tell from new entries.
+    fn resend_starts(&self, r: &Reader) -> Vec<usize> {
+        (0..r.sent.len())
+            .filter(|&q| {
+                STREAMS.iter().all(|&s| {
+                    let run: Vec<&Entry> = r.sent[q..]
+                        .iter()
+                        .map(|&i| &self.log[i])
+                        .filter(|e| e.stream == s)
+                        .collect();
+                    match (run.first(), run.last()) {
+                        (Some(first), Some(last)) => {
+                            first.ts < last.ts
+                                || (run.len() == 1 && last.payload.last() == Some(&b'\n'))
+                        }
+                        _ => true,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The daemon goes back (it rotated its json-file) and queues again a run of what the live
+    /// reader sent, ending with the last entry it sent: the `pick`-th (modulo) of the runs
+    /// `resend_starts` allows. Nothing if a re-send is still under way.
+    fn resend(&mut self, pick: u8) {
+        let Some(r) = self.reading() else { return };
+        if !r.replay.is_empty() {
+            return;
+        }
+        let starts = self.resend_starts(r);
+        if starts.is_empty() {
+            return;
+        }
+        let q = starts[usize::from(pick) % starts.len()];
+        let run = r.sent[q..].to_vec();
+        trace!("the daemon goes back and re-sends entries {run:?}");
+        if let Some(r) = &mut self.reader {
+            r.replay.extend(run);
         }
     }
 
@@ -798,13 +921,14 @@ impl World {
         }
     }
 
-    /// Whether the live reader has entries left to send.
+    /// Whether the live reader has entries left to send (a re-send under way included).
     fn unsent(&self) -> bool {
         let Some(r) = &self.reader else { return false };
         let mut filter = r.filter;
-        self.log[r.pos.min(self.log.len())..]
-            .iter()
-            .any(|e| filter.sends(e.ts))
+        !r.replay.is_empty()
+            || self.log[r.pos.min(self.log.len())..]
+                .iter()
+                .any(|e| filter.sends(e.ts))
     }
 
     /// Whether the live reader has sent part of a line whose next part it has not sent.
@@ -860,7 +984,12 @@ impl World {
                     }
                 }
             }
-            Action::Send { n, via_event } => self.send(usize::from(n % 8) + 1, via_event),
+            Action::Send { n, via } => {
+                if via & !1 == RESEND_MARK {
+                    self.resend(n >> 3);
+                }
+                self.send(usize::from(n % 8) + 1, via & 1 == 1);
+            }
             Action::Fail { bad_frame } => {
                 if self.reader.as_ref().is_some_and(|r| !r.ended) {
                     let e = if bad_frame {
@@ -992,8 +1121,8 @@ impl World {
                     self.exit(ReaderExit::CleanEnd);
                 } else if r.cancelled || r.stopped_reading {
                     self.exit(ReaderExit::Cancelled);
-                } else if r.pos < self.log.len() {
-                    self.send(self.log.len(), false);
+                } else if !r.replay.is_empty() || r.pos < self.log.len() {
+                    self.send(self.log.len() + r.replay.len(), false);
                 } else {
                     self.clean_end(false);
                 }
@@ -1064,8 +1193,8 @@ impl World {
     }
 }
 
-fn differential(u: &mut Unstructured<'_>) {
-    let Ok(mut world) = World::new(u) else {
+fn differential(u: &mut Unstructured<'_>, mutant: Option<Mutant>) {
+    let Ok(mut world) = World::new(u, mutant) else {
         return;
     };
     let mut actions = Vec::new();
@@ -1080,4 +1209,109 @@ fn differential(u: &mut Unstructured<'_>) {
     }
     world.quiesce();
     world.verdict(&actions);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line of `stream` stamped `step` nanoseconds after the stream's last (0: the same
+    /// instant), whole or a 16 KiB part.
+    fn write(stream: Stream, step: u8, part: bool) -> Action {
+        Action::Write {
+            stderr: stream == Stream::Stderr,
+            step: if step == 0 { 0 } else { 159 + step },
+            part,
+            filler: 0,
+        }
+    }
+
+    /// The live reader forwards `n` entries through `handle`, after a re-send picked by `pick`.
+    fn resend_then_send(pick: u8, n: u8) -> Action {
+        Action::Send {
+            n: (pick << 3) | (n - 1),
+            via: RESEND_MARK | 1,
+        }
+    }
+
+    /// Runs `actions` in a world whose container runs, captured from the start, with the
+    /// machine's real settings and `mutant`; panics as the target does.
+    fn run(rule: SinceRule, actions: &[Action], mutant: Option<Mutant>) {
+        let config = Config {
+            mutant,
+            ..Config::default()
+        };
+        let mut w = World::with(config, rule, [BASE + 1, BASE + 1], Timestamp(0), true);
+        for &a in actions {
+            w.act(a);
+        }
+        w.quiesce();
+        w.verdict(actions);
+    }
+
+    /// Whether `run` panics, and with what.
+    fn caught(rule: SinceRule, actions: &[Action], mutant: Option<Mutant>) -> Option<String> {
+        std::panic::catch_unwind(|| run(rule, actions, mutant))
+            .err()
+            .map(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Each shape of re-send `Rewind` claims to handle, in a world that sends it: the real
+    /// machine delivers every line once, `Mutant::TrustResends` delivers one twice.
+    #[test]
+    fn the_daemons_re_sends_are_judged() {
+        use Stream::{Stderr, Stdout};
+        let head = [
+            Action::Open,
+            write(Stdout, 0, false), // o1 @+1
+            write(Stderr, 0, false), // e2 @+1
+            write(Stdout, 1, true),  // o3 @+2, a 16 KiB part
+            write(Stdout, 0, false), // o4 @+2, the rest of that line
+            write(Stderr, 2, false), // e5 @+3
+            Action::Send { n: 4, via: 1 },
+        ];
+        // After those five frames the world may go back to o1 (both streams jump back), o4
+        // (each stream's last whole line alone: o4, e5) or e5 (alone); not to e2 or o3, from
+        // where stdout's run would begin at its last stamp with the parts o3 o4, which `Rewind`
+        // cannot tell from new parts. `pick` chooses among the three.
+        let shapes: [(&str, Vec<Action>); 4] = [
+            (
+                "a jump back over both streams",
+                vec![resend_then_send(0, 5)],
+            ),
+            (
+                "each stream's last whole line alone",
+                vec![resend_then_send(1, 2)],
+            ),
+            ("the last whole line alone", vec![resend_then_send(2, 1)]),
+            (
+                "a jump back, then new lines",
+                vec![
+                    resend_then_send(3, 5),
+                    write(Stdout, 1, false),
+                    write(Stderr, 0, false),
+                    Action::Send { n: 1, via: 0 },
+                ],
+            ),
+        ];
+        for rule in [SinceRule::DropAllBefore, SinceRule::SkipUntilFirst] {
+            for (what, tail) in &shapes {
+                let actions: Vec<Action> = head.iter().chain(tail).copied().collect();
+                if let Some(why) = caught(rule, &actions, None) {
+                    panic!("{what}, {rule:?}: the real machine fails: {why}");
+                }
+                let why = caught(rule, &actions, Some(Mutant::TrustResends))
+                    .unwrap_or_else(|| panic!("{what}, {rule:?}: TrustResends is not caught"));
+                assert!(
+                    why.contains("differ from the reference"),
+                    "{what}, {rule:?}: {why}"
+                );
+            }
+        }
+    }
 }
