@@ -13,7 +13,7 @@
 //!
 //! `torture` runs seeded random chaos (container restarts, capturer SIGTERM/SIGKILL, daemon
 //! restarts) against a private dockerd of its own and prints one `TORTURE seed=...` line per
-//! round; see `torture.rs`.
+//! round; see `torture/mod.rs`.
 
 // A benchmark harness: a failed set-up step must stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]

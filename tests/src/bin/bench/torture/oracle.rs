@@ -1,0 +1,279 @@
+//! The oracle: what one stream of a container must hold, and how its capture differs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use capturer_core::Timestamp;
+use capturer_tests::capturer::Record;
+
+use super::capturer::KillMark;
+use super::guest::Guest;
+
+/// A container's streams, in the order of a cursor's positions.
+pub(super) const STREAMS: [&str; 3] = ["stdout", "stderr", "console"];
+
+/// Counts over lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Tally {
+    /// Lines the truth holds (and gaps of a rotated log).
+    pub(super) expected: usize,
+    /// Expected, never captured.
+    pub(super) lost: usize,
+    /// Captured again.
+    pub(super) duplicated: usize,
+    /// Of those, explained by a SIGKILL.
+    pub(super) explained: usize,
+    /// Captured after a line that comes later.
+    pub(super) reordered: usize,
+    /// Captured, but not a line any container wrote (or not as it wrote it).
+    pub(super) unexpected: usize,
+    /// Output lines that were not one record.
+    pub(super) torn: usize,
+    /// The oldest explained duplicate: how long before its SIGKILL it was stamped.
+    pub(super) oldest_duplicate_ns: u64,
+}
+
+impl Tally {
+    /// Adds another's counts (and keeps the oldest duplicate of both).
+    pub(super) fn add(&mut self, o: &Tally) {
+        self.expected += o.expected;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.explained += o.explained;
+        self.reordered += o.reordered;
+        self.unexpected += o.unexpected;
+        self.torn += o.torn;
+        self.oldest_duplicate_ns = self.oldest_duplicate_ns.max(o.oldest_duplicate_ns);
+    }
+
+    /// Anything lost, reordered, unexpected, or duplicated without a SIGKILL to explain it.
+    pub(super) fn failed(&self) -> bool {
+        self.lost + self.reordered + self.unexpected + (self.duplicated - self.explained) > 0
+    }
+}
+
+/// What a line is, for matching: a self-naming line by its name, any other by its timestamp
+/// and text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Key {
+    /// (`o`/`e`, run, seq).
+    Named(u8, u32, u32),
+    /// (timestamp, message).
+    Raw(String, String),
+}
+
+/// A self-naming line of container `idx`: (stream letter, run, seq, whole: the padding is as
+/// long as it says and all `x`).
+fn name_of(idx: usize, message: &str) -> Option<(u8, u32, u32, bool)> {
+    let mut f = message.splitn(6, ' ');
+    if f.next()? != format!("c{idx}") {
+        return None;
+    }
+    let tag = match f.next()? {
+        "o" => b'o',
+        "e" => b'e',
+        _ => return None,
+    };
+    let run = f.next()?.parse().ok()?;
+    let seq = f.next()?.parse().ok()?;
+    let len: usize = f.next()?.parse().ok()?;
+    let pad = f.next()?;
+    Some((
+        tag,
+        run,
+        seq,
+        pad.len() == len && pad.bytes().all(|b| b == b'x'),
+    ))
+}
+
+/// The key of a line of container `idx`.
+fn key(idx: usize, ts: &str, message: &str) -> Key {
+    match name_of(idx, message) {
+        Some((tag, run, seq, _)) => Key::Named(tag, run, seq),
+        None => Key::Raw(ts.to_owned(), message.to_owned()),
+    }
+}
+
+/// A line the capture must hold: exactly as the daemon holds it, or (a gap of a rotated log,
+/// `exact` empty) any whole line of that name.
+pub(super) struct Want {
+    /// Its name, or its timestamp and text.
+    key: Key,
+    /// Its timestamp and message, exactly (none: a gap of a rotated log).
+    pub(super) exact: Option<(String, String)>,
+}
+
+/// The lines one stream must hold, in order: the truth, and for a rotated log the gaps in
+/// each run's sequence numbers (lines the log dropped before a snapshot saw them).
+pub(super) fn wanted(g: &Guest, stream: &str) -> Vec<Want> {
+    let mut out = Vec::new();
+    let mut next: HashMap<(u8, u32), u32> = HashMap::new();
+    for l in g.truth.iter().filter(|l| l.stream == stream) {
+        let k = key(g.idx, &l.ts, &l.message);
+        if let (true, Key::Named(tag, run, seq)) = (g.rotates(), &k) {
+            let from = next.get(&(*tag, *run)).copied().unwrap_or(0);
+            out.extend((from..*seq).map(|s| Want {
+                key: Key::Named(*tag, *run, s),
+                exact: None,
+            }));
+            next.insert((*tag, *run), seq + 1);
+        }
+        out.push(Want {
+            key: k,
+            exact: Some((l.ts.clone(), l.message.clone())),
+        });
+    }
+    out
+}
+
+/// One stream's comparison, with its first differences.
+pub(super) struct StreamCheck {
+    /// Its counts.
+    pub(super) tally: Tally,
+    first_lost: Option<String>,
+    first_duplicate: Option<String>,
+    first_reordered: Option<String>,
+    first_unexpected: Option<String>,
+    first_difference: Option<String>,
+}
+
+impl StreamCheck {
+    /// Its counts and first differences, for the report.
+    pub(super) fn describe(&self) -> String {
+        let t = &self.tally;
+        let mut s = format!(
+            "{} expected, {} lost, {} duplicated ({} after a SIGKILL), {} reordered, {} unexpected",
+            t.expected, t.lost, t.duplicated, t.explained, t.reordered, t.unexpected
+        );
+        for (what, line) in [
+            ("first lost", &self.first_lost),
+            ("first unexplained duplicate", &self.first_duplicate),
+            ("first reordered", &self.first_reordered),
+            ("first unexpected", &self.first_unexpected),
+            ("first difference", &self.first_difference),
+        ] {
+            if let Some(line) = line {
+                let _ = write!(s, "; {what}: {line}");
+            }
+        }
+        s
+    }
+}
+
+/// Shortens a message for a report.
+fn clip(message: &str) -> String {
+    if message.len() <= 48 {
+        format!("{message:?}")
+    } else {
+        let cut = (0..=40)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{:?}… ({} bytes)", &message[..cut], message.len())
+    }
+}
+
+/// A captured record, for a report.
+pub(super) fn show(r: &Record) -> String {
+    format!("{} {}", r.ts, clip(&r.message))
+}
+
+/// A wanted line, for a report.
+fn show_want(w: &Want) -> String {
+    match (&w.exact, &w.key) {
+        (Some((ts, m)), _) => format!("{ts} {}", clip(m)),
+        (None, Key::Named(tag, run, seq)) => {
+            format!("(dropped by the log) {} run {run} seq {seq}", *tag as char)
+        }
+        (None, Key::Raw(ts, m)) => format!("{ts} {}", clip(m)),
+    }
+}
+
+/// Compares what was captured of one stream of `g` with what must be.
+pub(super) fn compare_stream(
+    g: &Guest,
+    stream: &str,
+    records: &[Record],
+    marks: &[KillMark],
+) -> StreamCheck {
+    let want = wanted(g, stream);
+    let at: HashMap<&Key, usize> = want.iter().enumerate().map(|(i, w)| (&w.key, i)).collect();
+    let stream_index = STREAMS.iter().position(|s| *s == stream).unwrap_or(2);
+    let mut check = StreamCheck {
+        tally: Tally {
+            expected: want.len(),
+            ..Tally::default()
+        },
+        first_lost: None,
+        first_duplicate: None,
+        first_reordered: None,
+        first_unexpected: None,
+        first_difference: None,
+    };
+    // Where each wanted line was first captured (index among all the container's records).
+    let mut first_at: Vec<Option<usize>> = vec![None; want.len()];
+    let mut furthest: Option<usize> = None;
+    let mut firsts = Vec::new();
+    for (p, r) in records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.stream == stream)
+    {
+        let k = key(g.idx, &r.ts, &r.message);
+        let matched = at.get(&k).copied().filter(|&i| match &want[i].exact {
+            Some((ts, m)) => *ts == r.ts && *m == r.message,
+            None => name_of(g.idx, &r.message).is_some_and(|n| n.3),
+        });
+        let Some(i) = matched.filter(|_| r.container_id == g.id) else {
+            check.tally.unexpected += 1;
+            check.first_unexpected.get_or_insert_with(|| show(r));
+            continue;
+        };
+        if let Some(first) = first_at[i] {
+            check.tally.duplicated += 1;
+            let ts = Timestamp::parse_rfc3339(r.ts.as_bytes()).map_or(0, |t| t.0);
+            // The kill that explains it: the first copy before the cut, the second after, and
+            // not before the cursor persisted then (a restart replays from there). How far
+            // back that cursor may be is checked at the kill (`Round::kill_mark`, capturer.rs).
+            let age = marks
+                .iter()
+                .filter(|m| {
+                    let cut = m.records.get(&g.id).copied().unwrap_or(0);
+                    let persisted = m.persisted.get(&g.id).map_or(0, |p| p[stream_index]);
+                    first < cut && cut <= p && ts >= persisted
+                })
+                .map(|m| m.at_ns.saturating_sub(ts))
+                .min();
+            if let Some(age) = age {
+                check.tally.explained += 1;
+                check.tally.oldest_duplicate_ns = check.tally.oldest_duplicate_ns.max(age);
+            } else {
+                check.first_duplicate.get_or_insert_with(|| show(r));
+            }
+            continue;
+        }
+        first_at[i] = Some(p);
+        if furthest.is_some_and(|f| i < f) {
+            check.tally.reordered += 1;
+            check.first_reordered.get_or_insert_with(|| show(r));
+        }
+        furthest = furthest.max(Some(i));
+        firsts.push((i, r));
+    }
+    check.tally.lost = first_at.iter().filter(|f| f.is_none()).count();
+    if let Some(i) = first_at.iter().position(Option::is_none) {
+        check.first_lost = Some(show_want(&want[i]));
+    }
+    // The first place where the captured order (first copies) and the wanted order part.
+    let n = firsts.len().max(want.len());
+    if let Some(d) = (0..n).find(|&d| firsts.get(d).map(|f| f.0) != Some(d)) {
+        if check.tally.failed() {
+            check.first_difference = Some(format!(
+                "line {d}: captured {}, wanted {}",
+                firsts.get(d).map_or("nothing".into(), |f| show(f.1)),
+                want.get(d).map_or("nothing".into(), show_want)
+            ));
+        }
+    }
+    check
+}
