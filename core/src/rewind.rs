@@ -99,6 +99,19 @@ impl Rewind {
     }
 }
 
+/// Whether [`Rewind`] tells a re-send from new frames: `run` is one stream's frames sent again,
+/// in order, each as (its timestamp, whether it ends a line), the last of them the last frame
+/// sent before. It does when the run begins with a frame stamped before that last one, or is
+/// that last frame alone and ends a line; an empty run (nothing of this stream sent again) is
+/// no trouble. The model and the fuzz world re-send only such runs (the module doc says what
+/// is left out, and why).
+pub fn recognises(run: &[(Timestamp, bool)]) -> bool {
+    match (run.first(), run.last()) {
+        (Some(first), Some(last)) => first.0 < last.0 || (run.len() == 1 && last.1),
+        _ => true,
+    }
+}
+
 impl Track {
     fn first(ts: Timestamp, payload: &[u8]) -> Track {
         Track {

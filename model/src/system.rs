@@ -672,17 +672,13 @@ impl CaptureModel {
         (0..sent.len())
             .filter(|&q| {
                 [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
-                    let run: Vec<&Entry> = sent[q..]
+                    let run: Vec<(Timestamp, bool)> = sent[q..]
                         .iter()
                         .map(|&i| &self.log[i])
                         .filter(|e| e.stream == s)
+                        .map(|e| (e.ts, e.complete))
                         .collect();
-                    match (run.first(), run.last()) {
-                        (Some(first), Some(last)) => {
-                            first.ts < last.ts || (run.len() == 1 && last.complete)
-                        }
-                        _ => true,
-                    }
+                    capturer_core::rewind::recognises(&run)
                 })
             })
             .map(|q| sent[q] as u8)

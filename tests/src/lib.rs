@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod capturer;
+pub mod exact;
 
 use std::collections::HashMap;
 

@@ -2,33 +2,14 @@
 //! captured with the lines the daemon holds (and, where the script is deterministic, with the
 //! lines the script wrote): per stream, in order, nothing lost, nothing duplicated.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{RestartContainerOptionsBuilder, StopContainerOptionsBuilder};
 use bollard::Docker;
 use capturer_core::Timestamp;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
-use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine, Spec};
-
-const LABEL_KEY: &str = "lc.e2e";
-
-/// A label unique to this test run and test.
-fn label(test: &str) -> (String, HashMap<String, String>) {
-    let value = format!("{test}-{}", std::process::id());
-    (
-        format!("{LABEL_KEY}={value}"),
-        HashMap::from([(LABEL_KEY.to_owned(), value)]),
-    )
-}
-
-fn spec(labels: &HashMap<String, String>, script: &str) -> Spec {
-    Spec {
-        script: script.to_owned(),
-        labels: labels.clone(),
-        ..Spec::default()
-    }
-}
+use capturer_tests::exact::{assert_same, label, numbered, spec};
+use capturer_tests::{daemon_lines, docker, remove, start, wait_exit};
 
 /// Waits until the capture of `id` holds as many lines as the daemon, then asserts they are
 /// the same lines: per stream, in order, with the same timestamps.
@@ -37,53 +18,6 @@ async fn assert_exact(docker: &Docker, cap: &Capturer, id: &str, tty: bool) -> V
     let got = cap.wait_for_lines(id, truth.len(), Duration::from_secs(60));
     assert_same(&truth, &got, cap);
     got
-}
-
-fn assert_same(truth: &[DaemonLine], got: &[Record], cap: &Capturer) {
-    let want = streams(
-        truth
-            .iter()
-            .map(|l| (l.stream.as_str(), l.ts.as_str(), l.message.as_str())),
-    );
-    let have = streams(
-        got.iter()
-            .map(|r| (r.stream.as_str(), r.ts.as_str(), r.message.as_str())),
-    );
-    for (stream, w) in &want {
-        let h = have.get(stream).cloned().unwrap_or_default();
-        if let Some(i) = (0..w.len().max(h.len())).find(|&i| w.get(i) != h.get(i)) {
-            panic!(
-                "{stream}: captured {} lines, the daemon has {}; first difference at line {i}: captured {:?}, daemon {:?}\n--- capturer log ---\n{}",
-                h.len(),
-                w.len(),
-                h.get(i),
-                w.get(i),
-                cap.log_text()
-            );
-        }
-    }
-    assert_eq!(
-        have.len(),
-        want.len(),
-        "streams captured: {:?}",
-        have.keys().collect::<Vec<_>>()
-    );
-}
-
-type Lines = HashMap<String, Vec<(String, String)>>;
-
-fn streams<'a>(lines: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Lines {
-    let mut out: Lines = HashMap::new();
-    for (s, ts, m) in lines {
-        out.entry(s.to_owned())
-            .or_default()
-            .push((ts.to_owned(), m.to_owned()));
-    }
-    out
-}
-
-fn numbered(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix} {i}")).collect()
 }
 
 #[tokio::test]
@@ -104,8 +38,8 @@ async fn a_five_containers_ten_thousand_interleaved_lines_each() {
     for id in &ids {
         let got = assert_exact(&docker, &cap, id, false).await;
         let s = by_stream(&got);
-        assert_eq!(s["stdout"], numbered("o", 5000));
-        assert_eq!(s["stderr"], numbered("e", 5000));
+        assert_eq!(s["stdout"], numbered("o", 0..5000));
+        assert_eq!(s["stderr"], numbered("e", 0..5000));
         assert!(got
             .iter()
             .all(|r| r.container_id == *id && !r.container_name.is_empty()));
@@ -323,7 +257,7 @@ async fn g_a_tty_container() {
     let id = start(&docker, &s).await.expect("start");
     wait_exit(&docker, &id).await;
     let got = assert_exact(&docker, &cap, &id, true).await;
-    assert_eq!(by_stream(&got)["console"], numbered("tty", 300));
+    assert_eq!(by_stream(&got)["console"], numbered("tty", 0..300));
     remove(&docker, &id).await;
 }
 

@@ -25,26 +25,8 @@ use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::Docker;
 use capturer_core::Timestamp;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
-use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine, Spec};
-
-const LABEL_KEY: &str = "lc.e2e";
-
-/// A label unique to this test run and test (`lc.e2e`, so `scripts/test.sh` removes leftovers).
-fn label(test: &str) -> (String, HashMap<String, String>) {
-    let value = format!("{test}-{}", std::process::id());
-    (
-        format!("{LABEL_KEY}={value}"),
-        HashMap::from([(LABEL_KEY.to_owned(), value)]),
-    )
-}
-
-fn spec(labels: &HashMap<String, String>, script: &str) -> Spec {
-    Spec {
-        script: script.to_owned(),
-        labels: labels.clone(),
-        ..Spec::default()
-    }
-}
+use capturer_tests::exact::{assert_same, label, numbered, spec};
+use capturer_tests::{daemon_lines, docker, remove, start, wait_exit};
 
 /// Shell that writes `o $i` to stdout and `e $i` to stderr for `$i` from `from` to `to - 1`,
 /// as fast as the shell can (about 75,000 lines/s here). Leaves `$i` at `to`.
@@ -52,10 +34,6 @@ fn pairs(from: usize, to: usize) -> String {
     format!(
         "i={from}; while [ $i -lt {to} ]; do echo \"o $i\"; echo \"e $i\" >&2; i=$((i+1)); done"
     )
-}
-
-fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix} {i}")).collect()
 }
 
 /// What the capture of `id` holds so far, read while the capturer may be writing: whole
@@ -130,49 +108,6 @@ async fn assert_exact(docker: &Docker, cap: &Capturer, id: &str) -> Vec<Record> 
     let got = cap.records(id);
     assert_same(&truth, &got, cap);
     got
-}
-
-fn assert_same(truth: &[DaemonLine], got: &[Record], cap: &Capturer) {
-    let want = streams(
-        truth
-            .iter()
-            .map(|l| (l.stream.as_str(), l.ts.as_str(), l.message.as_str())),
-    );
-    let have = streams(
-        got.iter()
-            .map(|r| (r.stream.as_str(), r.ts.as_str(), r.message.as_str())),
-    );
-    for (stream, w) in &want {
-        let h = have.get(stream).cloned().unwrap_or_default();
-        if let Some(i) = (0..w.len().max(h.len())).find(|&i| w.get(i) != h.get(i)) {
-            panic!(
-                "{stream}: captured {} lines, the daemon has {}; first difference at line {i}: captured {:?}, daemon {:?}\n--- capturer log ---\n{}",
-                h.len(),
-                w.len(),
-                h.get(i),
-                w.get(i),
-                cap.log_text()
-            );
-        }
-    }
-    assert_eq!(
-        have.len(),
-        want.len(),
-        "streams captured: {:?}",
-        have.keys().collect::<Vec<_>>()
-    );
-}
-
-type Lines = HashMap<String, Vec<(String, String)>>;
-
-fn streams<'a>(lines: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Lines {
-    let mut out: Lines = HashMap::new();
-    for (s, ts, m) in lines {
-        out.entry(s.to_owned())
-            .or_default()
-            .push((ts.to_owned(), m.to_owned()));
-    }
-    out
 }
 
 /// The position (`ts`, ns) the capturer last persisted for each stream of `id`: `[stdout,

@@ -875,18 +875,13 @@ impl World {
         (0..r.sent.len())
             .filter(|&q| {
                 STREAMS.iter().all(|&s| {
-                    let run: Vec<&Entry> = r.sent[q..]
+                    let run: Vec<(Timestamp, bool)> = r.sent[q..]
                         .iter()
                         .map(|&i| &self.log[i])
                         .filter(|e| e.stream == s)
+                        .map(|e| (e.ts, e.payload.last() == Some(&b'\n')))
                         .collect();
-                    match (run.first(), run.last()) {
-                        (Some(first), Some(last)) => {
-                            first.ts < last.ts
-                                || (run.len() == 1 && last.payload.last() == Some(&b'\n'))
-                        }
-                        _ => true,
-                    }
+                    capturer_core::rewind::recognises(&run)
                 })
             })
             .collect()

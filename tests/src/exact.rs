@@ -1,0 +1,80 @@
+//! The end-to-end tests' oracle: what "exactly once" means when comparing a capture with the
+//! daemon's own log, and the labels that keep each test's containers apart.
+
+use std::collections::HashMap;
+
+use crate::capturer::{Capturer, Record};
+use crate::{DaemonLine, Spec};
+
+/// The label key of end-to-end test containers (`scripts/test.sh` removes leftovers by it).
+pub const LABEL_KEY: &str = "lc.e2e";
+
+/// A label unique to this test run and test: the `--include-label` selector, and the labels.
+pub fn label(test: &str) -> (String, HashMap<String, String>) {
+    let value = format!("{test}-{}", std::process::id());
+    (
+        format!("{LABEL_KEY}={value}"),
+        HashMap::from([(LABEL_KEY.to_owned(), value)]),
+    )
+}
+
+/// A container running `script` with `labels`, otherwise the defaults.
+pub fn spec(labels: &HashMap<String, String>, script: &str) -> Spec {
+    Spec {
+        script: script.to_owned(),
+        labels: labels.clone(),
+        ..Spec::default()
+    }
+}
+
+/// Asserts that `got` holds exactly the daemon's lines `truth`: per stream, in order, with the
+/// same timestamps and messages; on failure names the first difference and shows the
+/// capturer's log.
+pub fn assert_same(truth: &[DaemonLine], got: &[Record], cap: &Capturer) {
+    let want = streams(
+        truth
+            .iter()
+            .map(|l| (l.stream.as_str(), l.ts.as_str(), l.message.as_str())),
+    );
+    let have = streams(
+        got.iter()
+            .map(|r| (r.stream.as_str(), r.ts.as_str(), r.message.as_str())),
+    );
+    for (stream, w) in &want {
+        let h = have.get(stream).cloned().unwrap_or_default();
+        if let Some(i) = (0..w.len().max(h.len())).find(|&i| w.get(i) != h.get(i)) {
+            panic!(
+                "{stream}: captured {} lines, the daemon has {}; first difference at line {i}: captured {:?}, daemon {:?}\n--- capturer log ---\n{}",
+                h.len(),
+                w.len(),
+                h.get(i),
+                w.get(i),
+                cap.log_text()
+            );
+        }
+    }
+    assert_eq!(
+        have.len(),
+        want.len(),
+        "streams captured: {:?}",
+        have.keys().collect::<Vec<_>>()
+    );
+}
+
+/// `(timestamp, message)` per stream, in order.
+type Lines = HashMap<String, Vec<(String, String)>>;
+
+fn streams<'a>(lines: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Lines {
+    let mut out: Lines = HashMap::new();
+    for (s, ts, m) in lines {
+        out.entry(s.to_owned())
+            .or_default()
+            .push((ts.to_owned(), m.to_owned()));
+    }
+    out
+}
+
+/// `prefix 0`, `prefix 1`, ...: what a numbered writer wrote, for the indices in `range`.
+pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix} {i}")).collect()
+}
