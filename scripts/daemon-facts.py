@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures the Docker daemon behaviours the capturer's exactly-once rests on (docs/daemon.md).
 
-    scripts/daemon-facts.py [scan|die|follow|resend|all] [--runs N]
+    scripts/daemon-facts.py [scan|die|follow|resend|tty|all] [--runs N]
 
 Needs the test bed's daemon and image (scripts/testbed.sh); talks to /var/run/docker.sock
 directly (no client library), runs containers with --network none and removes them.
@@ -14,9 +14,12 @@ directly (no client library), runs containers with --network none and removes th
           log (bytes it sent, against the final size), with a container writing fast and exiting.
 - resend: frames a follow stream sends twice with json-file max-size (the daemon rotating its
           own file under the reader).
+- tty:    how a TTY container's log is sent: messages (a 40,000-byte line, a short one, a last
+          line without newline) back to back, each with its timestamp prefix.
 """
 import calendar
 import http.client
+import re
 import socket
 import struct
 import subprocess
@@ -151,6 +154,20 @@ def resend():
     print(f"  {len(backs)} jumps back; {alone} re-sent the last line alone; e.g. {backs[:5]}")
 
 
+def tty():
+    print("tty: the raw log of a TTY container (no frame headers), cut at each timestamp prefix")
+    script = 'head -c 40000 /dev/zero | tr "\\0" x; echo; echo short; head -c 20000 /dev/zero | tr "\\0" y'
+    cid = run(script, "-t")
+    docker("wait", cid)
+    body = logs(cid)
+    docker("rm", cid)
+    starts = [m.start() for m in re.finditer(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", body)]
+    for a, b in zip(starts, starts[1:] + [len(body)]):
+        msg = body[a:b]
+        ts, payload = msg.split(b" ", 1)
+        print(f"  {ts.decode()} payload {len(payload):>5} bytes, ends {payload[-3:]!r}")
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 10
@@ -162,6 +179,8 @@ def main():
         follow(runs)
     if what in ("resend", "all"):
         resend()
+    if what in ("tty", "all"):
+        tty()
 
 
 if __name__ == "__main__":
