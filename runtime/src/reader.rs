@@ -60,8 +60,9 @@ pub struct Reader {
     pub metrics: Arc<Metrics>,
     /// The machine's clock.
     pub clock: Clock,
-    /// Tells the supervisor the machine has commands waiting (a report, a cancel).
-    pub poke: mpsc::Sender<Arc<str>>,
+    /// Tells the supervisor the machine has commands waiting (a report, a cancel) or a new
+    /// deadline (the rotation, armed at a generation's first new line).
+    pub poke: mpsc::UnboundedSender<Arc<str>>,
     /// How long a busy stream stays off the poller before its next read (zero: never).
     pub pause: Duration,
 }
@@ -314,6 +315,7 @@ impl Reader {
         {
             let now = self.clock.now();
             let mut m = self.shared.machine();
+            let deadline = m.poll_timeout();
             let generation = self.generation;
             let mut feed = |stream: Stream, frame: &[u8], batch: &mut Batch<'e>| {
                 if flow == Flow::Continue {
@@ -334,10 +336,11 @@ impl Reader {
                 problem.get_or_insert(http_problem(&e));
             }
             batch.cursor = Some(m.cursor().clone());
-            let waiting = m.has_commands();
+            // The supervisor arms its timers from the machine's deadline when it drives it.
+            let waiting = m.has_commands() || m.poll_timeout() != deadline;
             drop(m);
             if waiting {
-                let _ = self.poke.try_send(self.shared.id.clone());
+                let _ = self.poke.send(self.shared.id.clone());
             }
         }
         if let Some(why) = problem {

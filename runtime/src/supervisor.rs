@@ -97,8 +97,8 @@ pub struct Supervisor {
     joins: FuturesUnordered<JoinFuture>,
     ticks_tx: mpsc::Sender<Tick>,
     ticks: mpsc::Receiver<Tick>,
-    poke_tx: mpsc::Sender<Arc<str>>,
-    pokes: mpsc::Receiver<Arc<str>>,
+    poke_tx: mpsc::UnboundedSender<Arc<str>>,
+    pokes: mpsc::UnboundedReceiver<Arc<str>>,
     sink: SinkSender,
     metrics: Arc<Metrics>,
     own_id: Option<String>,
@@ -144,7 +144,9 @@ impl Supervisor {
             ..Config::default()
         };
         let (ticks_tx, ticks) = mpsc::channel(256);
-        let (poke_tx, pokes) = mpsc::channel(256);
+        // Unbounded, so that no poke is lost: a reader pokes at most once per read, and only
+        // when its machine has commands or a new deadline (a few per generation).
+        let (poke_tx, pokes) = mpsc::unbounded_channel();
         let seed = clock::wall_now().0 | 1;
         Ok(Supervisor {
             capture_start: clock::wall_now(),
