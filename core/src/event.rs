@@ -60,7 +60,8 @@ pub enum Event {
         /// How it ended.
         exit: ReaderExit,
     },
-    /// Rotate the stream now (the rotation deadline passes through `handle_timeout` too).
+    /// Rotate the stream now (the rotation deadline passes through `handle_timeout` too); a
+    /// generation that has delivered no new line yet is left to deliver (invariant 7).
     RotationDue,
     /// The heartbeat checked the container: whether it runs.
     HeartbeatTick {
