@@ -11,6 +11,11 @@
 //! buffered goes out as one message marked truncated, and merging goes on from there. The
 //! split is a function of the frames alone, so a replay splits the same way and the cursor
 //! counts the same messages.
+//!
+//! The `local` logging driver sends the last part of a long line without its `\n` (measured,
+//! `docs/daemon.md`), so such a line ends only at the next timestamp or the stream's end, like
+//! an unfinished one; on the console it then still carries the `\r` of the terminal's `\r\n`,
+//! which is taken off as from any console line: one trailing `\r` of a line of several parts.
 
 use crate::stream::Stream;
 use crate::timestamp::{Timestamp, MAX_TS_LEN};
@@ -61,6 +66,8 @@ struct Pending {
     ts: Timestamp,
     ts_text: TsText,
     bytes: Vec<u8>,
+    /// Frames merged into it so far.
+    parts: u32,
 }
 
 /// The partial-line buffers of one container, one per stream.
@@ -124,11 +131,16 @@ impl Partials {
             }
         }
         let mut rest = body;
+        if let Some(p) = slot.as_mut() {
+            // One more part of the line it holds.
+            p.parts = p.parts.saturating_add(1);
+        }
         loop {
             let p = slot.get_or_insert_with(|| Pending {
                 ts,
                 ts_text: TsText::new(ts_text),
                 bytes: Vec::new(),
+                parts: 1,
             });
             // What may stay buffered: the cap, plus on the console one trailing `\r`, which a
             // `\n` in the next frame would turn into the end of the line rather than content.
@@ -186,9 +198,13 @@ fn strip_cr(stream: Stream, line: &[u8]) -> &[u8] {
 }
 
 /// A buffered message that ended without its newline (end of stream, or a new timestamp):
-/// sent as it is, nothing stripped; if a console `\r` held beyond the cap makes it longer than
-/// the cap, its first `cap` bytes go out marked truncated, like any longer line.
+/// sent as it is, but for the console's `\r` of a line of several parts (the `local` driver
+/// drops the last part's `\n`: see the module doc); if a console `\r` held beyond the cap makes
+/// it longer than the cap, its first `cap` bytes go out marked truncated, like any longer line.
 fn unfinished(stream: Stream, mut p: Pending, cap: usize, out: &mut dyn FnMut(Message<'_>)) {
+    if stream == Stream::Console && p.parts > 1 && p.bytes.last() == Some(&b'\r') {
+        p.bytes.pop();
+    }
     while p.bytes.len() > cap {
         out(cut(stream, &p, cap));
         p.bytes.drain(..cap);
@@ -328,6 +344,22 @@ mod tests {
                 (Stream::Console, 1, b"\rx".to_vec(), false)
             ]
         );
+    }
+
+    #[test]
+    fn a_long_console_line_without_its_newline_loses_the_terminals_cr() {
+        // The local driver: parts of a long TTY line, the last one `...\r` without `\n`.
+        let (mut p, mut out) = (Partials::new(DEFAULT_CAP), Out::new());
+        console(&mut p, &mut out, b"aaaa");
+        console(&mut p, &mut out, b"bb\r");
+        push(&mut p, &mut out, Stream::Console, 2, b"next\r\n");
+        assert_eq!(out[0].2, b"aaaabb");
+        // A single unfinished part keeps its `\r` (a progress line at exit).
+        p.push(Stream::Console, Timestamp(3), b"T", b"50%\r", &mut |m| {
+            out.push((m.stream, m.ts.0, m.body.to_vec(), m.truncated))
+        });
+        p.flush(&mut |m| out.push((m.stream, m.ts.0, m.body.to_vec(), m.truncated)));
+        assert_eq!(out[2].2, b"50%\r");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   timestamp, up to and including the first one that ends in `\n` (the daemon's 16 KiB parts).
 //!   An entry stamped differently from an unfinished line before it ends that line as it is
 //!   (the last words before a restart); so does the end of the log (the container exited).
-//! - A line is delivered without its `\n` (and, on the console, without the `\r` before it).
+//! - A line is delivered without its `\n` (and, on the console, without the `\r` before it;
+//!   also without a last `\r` when a line of several parts ended without `\n`: the `local`
+//!   driver drops the last part's `\n`).
 //! - A line longer than the cap is delivered as pieces of exactly `cap` bytes marked truncated,
 //!   then the rest (at most `cap` bytes) unmarked.
 //! - Nothing stamped before the capture's start is delivered; everything else is delivered
@@ -68,6 +70,8 @@ pub struct RefLine {
     pub bytes: Vec<u8>,
     /// A `\n` ended it (otherwise a new timestamp or the end of the log did).
     pub complete: bool,
+    /// Entries (frames) it was sent in.
+    pub parts: usize,
 }
 
 /// The lines of one stream, from its entries `(timestamp, payload)` in log order, the log read
@@ -87,8 +91,10 @@ pub fn lines<'a>(entries: impl IntoIterator<Item = (Timestamp, &'a [u8])>) -> Ve
             ts,
             bytes: Vec::new(),
             complete: false,
+            parts: 0,
         });
         line.bytes.extend_from_slice(part);
+        line.parts += 1;
         if complete {
             line.complete = true;
             out.extend(open.take());
@@ -110,7 +116,7 @@ pub fn deliveries(
     let mut out = Vec::new();
     for line in lines.iter().filter(|l| l.ts >= start) {
         let mut body: &[u8] = &line.bytes;
-        if stream == Stream::Console && line.complete {
+        if stream == Stream::Console && (line.complete || line.parts > 1) {
             body = body.strip_suffix(b"\r").unwrap_or(body);
         }
         while body.len() > cap {
