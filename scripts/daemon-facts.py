@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures the Docker daemon behaviours the capturer's exactly-once rests on (docs/daemon.md).
 
-    scripts/daemon-facts.py [scan|die|follow|resend|tty|all] [--runs N]
+    scripts/daemon-facts.py [scan|die|follow|resend|tty|local|restart|all] [--runs N]
 
 Needs the test bed's daemon and image (scripts/testbed.sh); talks to /var/run/docker.sock
 directly (no client library), runs containers with --network none and removes them.
@@ -16,6 +16,9 @@ directly (no client library), runs containers with --network none and removes th
           own file under the reader).
 - tty:    how a TTY container's log is sent: messages (a 40,000-byte line, a short one, a last
           line without newline) back to back, each with its timestamp prefix.
+- local:  how the `local` driver sends a line over 16 KiB (its last part's newline).
+- restart: what inspect and the events say of a container waiting for its restart policy, and
+          when it is stopped then.
 """
 import calendar
 import http.client
@@ -168,6 +171,44 @@ def tty():
         print(f"  {ts.decode()} payload {len(payload):>5} bytes, ends {payload[-3:]!r}")
 
 
+def local():
+    print("local: a 16,390-byte line and a short one, local driver, without and with a TTY")
+    script = 'head -c 16390 /dev/zero | tr "\\0" x; echo; echo after'
+    for tty in (False, True):
+        cid = run(script, "--log-driver", "local", *(["-t"] if tty else []))
+        docker("wait", cid)
+        body = logs(cid)
+        docker("rm", cid)
+        if tty:
+            starts = [m.start() for m in re.finditer(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", body)]
+            msgs = [body[a:b] for a, b in zip(starts, starts[1:] + [len(body)])]
+        else:
+            msgs = [p for _, p in frames(body)]
+        for m in msgs:
+            ts, payload = m.split(b" ", 1)
+            print(f"  tty={tty}: {ts.decode()} payload {len(payload):>5} bytes, ends {payload[-3:]!r}")
+
+
+def restart():
+    print("restart: a container with --restart always that exits at once, then docker stop")
+    cid = run("echo hi; exit 0", "--restart", "always")
+    ev = subprocess.Popen(
+        ["docker", "events", "--filter", f"container={cid}", "--format", "{{.Action}}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    fmt = "{{.State.Status}} Running={{.State.Running}} Restarting={{.State.Restarting}}"
+    print(f"  waiting for a restart: {docker('inspect', '-f', fmt, cid)}")
+    docker("stop", cid)
+    print(f"  after docker stop:     {docker('inspect', '-f', fmt, cid)}")
+    time.sleep(1)
+    ev.kill()
+    actions = ev.communicate()[0].split()
+    docker("rm", "-f", cid)
+    print(f"  events: {' '.join(actions)}")
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 10
@@ -181,6 +222,10 @@ def main():
         resend()
     if what in ("tty", "all"):
         tty()
+    if what in ("local", "all"):
+        local()
+    if what in ("restart", "all"):
+        restart()
 
 
 if __name__ == "__main__":

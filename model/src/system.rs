@@ -329,9 +329,6 @@ pub struct Container {
     pub exists: bool,
     /// The capturer knows it: it has a machine for it (listed and admitted, or seen starting).
     pub admitted: bool,
-    /// It started since the capturer's last start-up listing (what `started >= watermark`
-    /// says in the runtime).
-    pub started_since_listing: bool,
     /// A follow stream of it ended early.
     pub ended_early: bool,
     /// A start-up listing admitted it with no saved cursor though it had stopped
@@ -778,7 +775,6 @@ impl CaptureModel {
                 for r in &mut k.readers {
                     r.ran = true;
                 }
-                k.started_since_listing = true;
                 if k.capturer == Capturer::Running {
                     k.events.push(DockerEvent::Started);
                 }
@@ -931,7 +927,6 @@ impl CaptureModel {
                 let k = &mut st.containers[c];
                 k.exists = true;
                 k.running = true;
-                k.started_since_listing = true;
                 k.written = k.split;
                 let written: Vec<String> = self.log[..usize::from(k.split)]
                     .iter()
@@ -1041,17 +1036,15 @@ impl CaptureModel {
                 let k = &mut st.containers[c];
                 k.capturer = Capturer::Running;
                 k.relists += 1;
-                let started_since = std::mem::take(&mut k.started_since_listing);
                 if k.removed || !k.exists {
                     return;
                 }
-                // The runtime's watermark is the time of the previous start-up listing
-                // (persisted once the cursors it admitted were durable; a stop persists
-                // everything): a container started at or after it is one the capturer has not
-                // seen start. Times here are only compared with each other.
+                // The runtime's watermark is when the capturer first started (its first
+                // listing, the model's initial state): every container here ran after it, so
+                // a stopped one stopped after it. Times here are only compared with each other.
                 let listed = Listed {
                     running: k.running,
-                    started: Some(Timestamp(if started_since { 2 } else { 0 })),
+                    stopped_at: (!k.running).then_some(Timestamp(2)),
                     has_cursor: k.checkpoint.is_some(),
                 };
                 let watermark = (!self.opts.old_discovery).then_some(Timestamp(1));
@@ -1453,7 +1446,6 @@ impl Model for CaptureModel {
             flaw: None,
             exists: !born,
             admitted: false,
-            started_since_listing: false,
             ended_early: false,
             drained_new: false,
         };

@@ -32,9 +32,12 @@ const MAX_BODY: usize = 4 << 20;
 /// Whether a container runs, and since when: what an inspect's `State` says.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 pub struct RunState {
-    /// It runs.
+    /// It runs, as the daemon says (also while it waits for a restart: see `is_running`).
     #[serde(rename = "Running")]
     pub running: bool,
+    /// It waits for its restart policy to start it again: it died, its log is complete.
+    #[serde(rename = "Restarting", default)]
+    pub restarting: bool,
     /// When it last started, as the daemon wrote it (it changes with every start).
     #[serde(rename = "StartedAt", default)]
     pub started_at: String,
@@ -50,7 +53,7 @@ pub async fn is_running(
 ) -> std::io::Result<Option<bool>> {
     Ok(run_state(endpoint, api_version, id, limit)
         .await?
-        .map(|s| s.running))
+        .map(|s| s.running && !s.restarting))
 }
 
 /// A container's [`RunState`], as `is_running` asks it.

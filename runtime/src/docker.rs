@@ -57,10 +57,11 @@ pub struct ContainerMeta {
     pub tty: bool,
     /// Its labels.
     pub labels: HashMap<String, String>,
-    /// Whether it was running when inspected.
+    /// Whether it was running when inspected (not while it waits for a restart: the daemon
+    /// says `Running` then too, but its log is complete until the next `start`).
     pub running: bool,
-    /// When it last started (`None`: never, or the daemon's zero time).
-    pub started: Option<Timestamp>,
+    /// When it last stopped (`None`: never, or the daemon's zero time).
+    pub finished: Option<Timestamp>,
 }
 
 /// A container as `GET /containers/json?all=1` lists it: enough to filter and to decide.
@@ -79,9 +80,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Its log may still grow: it runs, restarts or is paused.
+    /// It runs (or is paused). A container waiting for its restart policy to start it again
+    /// is not live: it died, and its next `start` comes as an event.
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+        matches!(self.state.as_str(), "running" | "paused")
     }
 }
 
@@ -114,12 +116,13 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMe
         Ok(c) => {
             let config = c.config.unwrap_or_default();
             let state = c.state.unwrap_or_default();
-            // A container that never started carries the zero time, 0001-01-01.
-            let started = state
-                .started_at
+            // A container that never stopped carries the zero time, 0001-01-01.
+            let finished = state
+                .finished_at
                 .as_deref()
                 .and_then(|t| Timestamp::parse_rfc3339(t.as_bytes()).ok())
                 .filter(|t| t.0 > 0);
+            let restarting = state.restarting.unwrap_or(false);
             Ok(Some(Arc::new(ContainerMeta {
                 id: c.id.unwrap_or_else(|| id.to_owned()),
                 name: c
@@ -130,8 +133,8 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<Arc<ContainerMe
                 image: config.image.unwrap_or_default(),
                 tty: config.tty.unwrap_or(false),
                 labels: config.labels.unwrap_or_default(),
-                running: state.running.unwrap_or(false),
-                started,
+                running: state.running.unwrap_or(false) && !restarting,
+                finished,
             })))
         }
         Err(Error::DockerResponseServerError {

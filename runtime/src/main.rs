@@ -102,6 +102,8 @@ async fn run(settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before anything is listed: on a first start, this is when the watch begins.
+    let watch = store.begin_watch(clock::wall_now());
     let sink = match sink::spawn(
         settings.sink,
         settings.output.clone(),
@@ -109,6 +111,7 @@ async fn run(settings: Settings) -> ExitCode {
         store.clone(),
         settings.checkpoint_every,
         metrics.clone(),
+        watch.watermark,
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -122,6 +125,7 @@ async fn run(settings: Settings) -> ExitCode {
     let supervisor = match Supervisor::connect(
         settings.clone(),
         store,
+        watch,
         sink.tx.clone(),
         metrics.clone(),
         registry.clone(),

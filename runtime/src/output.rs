@@ -115,7 +115,7 @@ mod tests {
             tty: false,
             labels: HashMap::new(),
             running: true,
-            started: None,
+            finished: None,
         };
         let enc = LineEncoder::new(&meta);
         let mut out = Vec::new();

@@ -295,8 +295,9 @@ impl Reader {
         batch.send(&self.sink, &self.shared.id, &self.metrics).await;
         // Stopped when the request went out and still stopped, with the same start time: the
         // container did not run during the read, so the daemon sent its whole log.
+        let stopped = |s: &RunState| !s.running || s.restarting;
         let stopped_throughout = match before {
-            Some(b) if !b.running => self.run_state().await.is_some_and(|a| a == b),
+            Some(b) if stopped(&b) => self.run_state().await.is_some_and(|a| a == b),
             _ => false,
         };
         self.end_of_stream(&mut decoder, stopped_throughout).await

@@ -65,9 +65,6 @@ pub enum SinkMsg {
     /// Write and persist everything before this, then end (even if a sender is still alive,
     /// as after a stop that timed out).
     Close,
-    /// Persist this discovery watermark at the next tick, after the cursors sent before it
-    /// (it vouches that they are durable).
-    Watermark(Timestamp),
 }
 
 /// The way into the sink, shared by the readers and the supervisor.
@@ -156,7 +153,8 @@ struct Sink {
     positions: HashMap<Arc<str>, Positions>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
-    watermark: Option<Timestamp>,
+    /// The discovery watermark, saved again with the time at every checkpoint (`alive`).
+    watermark: Timestamp,
 }
 
 /// Starts the sink thread.
@@ -167,6 +165,7 @@ pub fn spawn(
     store: StateStore,
     checkpoint_every: Duration,
     metrics: Arc<Metrics>,
+    watermark: Timestamp,
 ) -> io::Result<SinkHandle> {
     let out = match kind {
         SinkKind::File => {
@@ -187,7 +186,7 @@ pub fn spawn(
         positions: HashMap::new(),
         metrics,
         queued: queued.clone(),
-        watermark: None,
+        watermark,
     };
     let thread = std::thread::Builder::new()
         .name("sink".into())
@@ -277,7 +276,6 @@ impl Sink {
                 self.positions.entry(id).or_default().flushed = Some(cursor);
             }
             SinkMsg::Close => {}
-            SinkMsg::Watermark(at) => self.watermark = Some(at),
             SinkMsg::Forget { id } => {
                 if let Out::Files {
                     dir,
@@ -354,9 +352,13 @@ impl Sink {
                 p.persisted = p.flushed.clone();
             }
         }
-        if let Some(at) = self.watermark.take() {
-            retry("persist the watermark", || self.store.save_watermark(at));
-        }
+        // The capturer runs at least until now: what starts after this and is gone by the next
+        // start was missed.
+        let alive = crate::clock::wall_now();
+        let watermark = self.watermark;
+        retry("persist the watermark", || {
+            self.store.save_watch(watermark, alive)
+        });
     }
 }
 

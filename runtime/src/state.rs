@@ -26,13 +26,24 @@ struct Saved {
 
 const VERSION: u32 = 1;
 
-/// The watermark's file; not a `.json` cursor file, so `load_all` passes it by.
-const WATERMARK: &str = "watermark";
+/// The watch's file; not a `.json` cursor file, so `load_all` passes it by.
+const WATCH: &str = "watermark";
+
+/// What the capturer knows of its own past on this host, for discovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// When it first started here (`capturer_core::discovery`'s watermark): never moves.
+    pub watermark: Timestamp,
+    /// The last time it was known running (saved at every checkpoint); `None` on a first
+    /// start. Containers started after it and gone by now were missed.
+    pub alive: Option<Timestamp>,
+}
 
 #[derive(Serialize, Deserialize)]
-struct Watermark {
+struct SavedWatch {
     version: u32,
     watermark: Timestamp,
+    alive: Timestamp,
 }
 
 impl StateStore {
@@ -97,40 +108,58 @@ impl StateStore {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// The watermark saved by an earlier run: every selected container that started before it
-    /// has a saved cursor (see `capturer_core::discovery`). `None` on a first start, or if the
-    /// file is unreadable (reported): the safe reading, since it only narrows what is drained.
-    pub fn load_watermark(&self) -> Option<Timestamp> {
-        let path = self.dir.join(WATERMARK);
+    /// The watch of an earlier run, or a new one begun `now` and saved at once (a first start):
+    /// see [`Watch`]. An unreadable file is reported and taken as a first start.
+    pub fn begin_watch(&self, now: Timestamp) -> Watch {
+        if let Some(w) = self.load_watch() {
+            return w;
+        }
+        let w = Watch {
+            watermark: now,
+            alive: None,
+        };
+        if let Err(e) = self.save_watch(w.watermark, now) {
+            tracing::error!(error = %e, "cannot save the watermark; the next start will take itself for a first one");
+        }
+        w
+    }
+
+    fn load_watch(&self) -> Option<Watch> {
+        let path = self.dir.join(WATCH);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
+                tracing::error!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
                 return None;
             }
         };
-        match serde_json::from_slice::<Watermark>(&bytes) {
-            Ok(w) if w.version == VERSION => Some(w.watermark),
+        match serde_json::from_slice::<SavedWatch>(&bytes) {
+            Ok(w) if w.version == VERSION => Some(Watch {
+                watermark: w.watermark,
+                alive: Some(w.alive),
+            }),
             Ok(w) => {
-                tracing::warn!(path = %path.display(), version = w.version, "watermark of an unknown version; taken as a first start");
+                tracing::error!(path = %path.display(), version = w.version, "watermark of an unknown version; taken as a first start");
                 None
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
+                tracing::error!(path = %path.display(), error = %e, "unreadable watermark; taken as a first start");
                 None
             }
         }
     }
 
-    /// Replaces the watermark atomically and durably (after the cursors it vouches for).
-    pub fn save_watermark(&self, at: Timestamp) -> io::Result<()> {
-        let w = Watermark {
+    /// Replaces the watch file atomically and durably: the watermark, and `alive`, a time the
+    /// capturer was running at.
+    pub fn save_watch(&self, watermark: Timestamp, alive: Timestamp) -> io::Result<()> {
+        let w = SavedWatch {
             version: VERSION,
-            watermark: at,
+            watermark,
+            alive,
         };
         let bytes = serde_json::to_vec(&w).map_err(io::Error::other)?;
-        self.replace(WATERMARK, &bytes)
+        self.replace(WATCH, &bytes)
     }
 
     /// Deletes the cursor of `id` (its container is gone).
@@ -162,14 +191,19 @@ mod tests {
         store.remove("abc").unwrap();
         store.remove("abc").unwrap();
         assert!(store.load_all().unwrap().is_empty());
-        assert_eq!(store.load_watermark(), None, "a first start");
-        store.save_watermark(Timestamp(42)).unwrap();
-        assert_eq!(store.load_watermark(), Some(Timestamp(42)));
+        let first = store.begin_watch(Timestamp(42));
+        assert_eq!(first.watermark, Timestamp(42));
+        assert_eq!(first.alive, None, "a first start");
+        let again = store.begin_watch(Timestamp(99));
+        assert_eq!(again.watermark, Timestamp(42), "the watermark never moves");
+        assert_eq!(again.alive, Some(Timestamp(42)));
+        store.save_watch(Timestamp(42), Timestamp(77)).unwrap();
+        assert_eq!(store.begin_watch(Timestamp(99)).alive, Some(Timestamp(77)));
         assert!(store.load_all().unwrap().is_empty(), "not a cursor");
         std::fs::write(dir.join("watermark"), b"garbage").unwrap();
         assert_eq!(
-            store.load_watermark(),
-            None,
+            store.begin_watch(Timestamp(100)).watermark,
+            Timestamp(100),
             "unreadable: taken as a first start"
         );
         std::fs::remove_dir_all(&dir).unwrap();

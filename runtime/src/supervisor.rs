@@ -35,7 +35,7 @@ use crate::heartbeat::{self, Tick};
 use crate::metrics::Metrics;
 use crate::reader::{OutcomeSlot, Reader};
 use crate::sink::{SinkMsg, SinkSender};
-use crate::state::StateStore;
+use crate::state::{StateStore, Watch};
 
 /// A scope that was closed and is being joined; resolves once it is empty.
 type JoinFuture = Pin<Box<dyn Future<Output = Joined> + Send>>;
@@ -85,10 +85,9 @@ pub struct Supervisor {
     filter: Filter,
     machine_config: Config,
     clock: Clock,
-    capture_start: Timestamp,
     saved: HashMap<String, Cursor>,
-    /// The discovery watermark of the previous runs (`None`: a first start).
-    watermark: Option<Timestamp>,
+    /// When the capturer first started on this host, and when it was last known running.
+    watch: Watch,
     store: StateStore,
     containers: HashMap<Arc<str>, Entry>,
     ignored: HashSet<String>,
@@ -110,6 +109,7 @@ impl Supervisor {
     pub async fn connect(
         settings: Settings,
         store: StateStore,
+        watch: Watch,
         sink: SinkSender,
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
@@ -149,7 +149,6 @@ impl Supervisor {
         let (poke_tx, pokes) = mpsc::unbounded_channel();
         let seed = clock::wall_now().0 | 1;
         Ok(Supervisor {
-            capture_start: clock::wall_now(),
             clock: Clock::start(),
             own_id: docker::own_container_id(),
             settings,
@@ -159,7 +158,7 @@ impl Supervisor {
             filter,
             machine_config,
             saved,
-            watermark: store.load_watermark(),
+            watch,
             store,
             containers: HashMap::new(),
             ignored: HashSet::new(),
@@ -179,12 +178,10 @@ impl Supervisor {
     /// Captures until `shutdown` resolves, then stops every machine and joins every scope
     /// within the stop timeout.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SupervisorError> {
-        // Take the events' `since` BEFORE listing, so no start falls between the two. Once the
-        // cursors of what this listing admitted are durable, it is also the new watermark.
+        // Take the events' `since` BEFORE listing, so no start falls between the two.
         let mut events_since = clock::wall_now();
-        if let Some(listed) = self.discover(self.watermark).await {
+        if let Some(listed) = self.discover(true).await {
             self.missed_while_down(&listed, events_since).await;
-            self.sink.control(SinkMsg::Watermark(events_since));
         }
         let mut events: Option<BoxStream<'static, Result<EventMessage, bollard::errors::Error>>> =
             Some(self.subscribe(events_since));
@@ -233,12 +230,9 @@ impl Supervisor {
                     if self.docker.ping().await.is_ok() {
                         self.metrics.set_docker_up(true);
                         events = Some(self.subscribe(events_since));
-                        // Containers that started after the last event seen and stopped
-                        // before this listing are drained, like those of a downtime.
-                        let listed_at = clock::wall_now();
-                        if self.discover(Some(events_since)).await.is_some() {
-                            self.sink.control(SinkMsg::Watermark(listed_at));
-                        }
+                        // Containers that ran and stopped while the stream was down are
+                        // drained, like those of a downtime.
+                        self.discover(false).await;
                     } else {
                         events_retry = tokio::time::Instant::now() + events_backoff;
                         events_backoff = (events_backoff * 2).min(Duration::from_secs(10));
@@ -269,9 +263,12 @@ impl Supervisor {
 
     /// Lists every container and brings each into line: a known one learns whether it runs,
     /// a known one no longer listed was removed, and a new one is followed, drained or left
-    /// alone as `capturer_core::discovery` decides with `watermark`. Returns the ids listed,
+    /// alone as `capturer_core::discovery` decides with the watermark. Returns the ids listed,
     /// or `None` if the daemon could not list them.
-    async fn discover(&mut self, watermark: Option<Timestamp>) -> Option<HashSet<String>> {
+    async fn discover(&mut self, startup: bool) -> Option<HashSet<String>> {
+        let watermark = self.watch.watermark;
+        // A first start's own listing: whatever has stopped, stopped before the watermark.
+        let first_listing = startup && self.watch.alive.is_none();
         let list = match docker::list_all(&self.docker).await {
             Ok(list) => list,
             Err(e) => {
@@ -293,7 +290,7 @@ impl Supervisor {
             let has_cursor = self.saved.contains_key(&c.id);
             let never_ran = c.state == "created";
             // Without an inspect: a first start leaves alone what had stopped before it.
-            let history = !c.is_live() && !has_cursor && watermark.is_none();
+            let history = !c.is_live() && !has_cursor && first_listing;
             if never_ran || history || self.ignored.contains(&c.id) {
                 continue;
             }
@@ -309,11 +306,11 @@ impl Supervisor {
                 continue;
             };
             let seen = Listed {
-                running: meta.running || c.is_live(),
-                started: meta.started,
+                running: meta.running,
+                stopped_at: meta.finished,
                 has_cursor,
             };
-            let event = match discovery::admission(seen, watermark) {
+            let event = match discovery::admission(seen, Some(watermark)) {
                 Admission::Follow => Event::ContainerStarted,
                 Admission::Drain => Event::ContainerDied,
                 Admission::Skip => continue,
@@ -335,8 +332,9 @@ impl Supervisor {
     }
 
     /// Containers removed while the capturer was down: those with a saved cursor, and those
-    /// whose `start` since the watermark the daemon still remembers (its event history is
-    /// bounded, so this count is a floor). Their lines are gone; each is counted and named once.
+    /// whose `start` since the capturer was last known running the daemon still remembers (its
+    /// event history is bounded, so this count is a floor). Their lines are gone; each is
+    /// counted and named once.
     async fn missed_while_down(&mut self, listed: &HashSet<String>, until: Timestamp) {
         let mut missed: BTreeSet<String> = BTreeSet::new();
         let stale: Vec<String> = self
@@ -353,7 +351,7 @@ impl Supervisor {
             }
             missed.insert(id);
         }
-        if let Some(since) = self.watermark {
+        if let Some(since) = self.watch.alive {
             for (id, name) in self.started_between(since, until).await {
                 if !listed.contains(&id) && !missed.contains(&id) {
                     tracing::warn!(container = %id, %name, "container started and was removed while the capturer was down; its lines are lost");
@@ -423,8 +421,8 @@ impl Supervisor {
     }
 
     /// Creates the machine of an inspected container, unless it is not to be captured. Its
-    /// starting cursor is persisted at once: a container known to the capturer must have a
-    /// cursor on disk before a watermark can vouch for it.
+    /// starting cursor is persisted at the sink's next checkpoint, so that a restart resumes it
+    /// rather than reading it whole again.
     fn admit_meta(&mut self, meta: Arc<ContainerMeta>) -> Option<Arc<str>> {
         let id = meta.id.clone();
         if let Some((key, _)) = self.containers.get_key_value(id.as_str()) {
@@ -477,12 +475,11 @@ impl Supervisor {
     }
 
     fn fresh_cursor(&self, meta: &ContainerMeta) -> Cursor {
-        // `--from now` leaves out what predates the capturer: on a first start, what came
-        // before it; later, what came before the watermark (a container found by discovery
-        // started after it, so it is read whole).
+        // `--from now` leaves out what predates the capturer's first start here (the
+        // watermark); a container it finds later, even after a downtime, ran after that.
         let start = match self.settings.from {
             From::Start => Timestamp(0),
-            From::Now => self.watermark.unwrap_or(self.capture_start),
+            From::Now => self.watch.watermark,
         };
         Cursor::new(start, StreamSet::for_tty(meta.tty))
     }
