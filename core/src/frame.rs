@@ -321,10 +321,11 @@ fn next_message(bytes: &[u8], part: usize, at_end: bool) -> Option<usize> {
 }
 
 /// Where in `body` (before `before`) the daemon's prefix of a message stamped at or after
-/// `own` begins, if anywhere.
+/// `own` begins, if anywhere (at 0: this message's payload is empty, as the `local` driver's
+/// last part of a line can be).
 fn embedded_prefix(body: &[u8], before: usize, own: Option<Timestamp>) -> Option<usize> {
     let own = own?;
-    (1..before).find(|&k| {
+    (0..before).find(|&k| {
         body.get(k..k + DAEMON_PREFIX_LEN).is_some_and(|p| {
             is_daemon_prefix(p)
                 && Timestamp::parse_rfc3339(&p[..DAEMON_PREFIX_LEN - 1]).is_ok_and(|t| t >= own)
@@ -507,6 +508,21 @@ mod tests {
         assert_eq!(tty_split(raw, 100), vec![raw.to_vec()]);
         let raw = b"2026-11-29T22:20:31.000000001Z at 2026-11-29T22:20:39Z done\r\n";
         assert_eq!(tty_split(raw, 100), vec![raw.to_vec()]);
+    }
+
+    #[test]
+    fn an_empty_last_part_ends_where_the_next_message_begins() {
+        // Measured with the local driver: a 16,383-byte TTY line is a full part ending in
+        // `\r`, then an empty part (its `\n` dropped), then the next message.
+        let raw = b"2026-11-29T22:20:31.000000001Z xx\r2026-11-29T22:20:31.000000001Z 2026-11-29T22:20:31.000000002Z e\r\n";
+        assert_eq!(
+            tty_split(raw, 3),
+            vec![
+                b"2026-11-29T22:20:31.000000001Z xx\r".to_vec(),
+                b"2026-11-29T22:20:31.000000001Z ".to_vec(),
+                b"2026-11-29T22:20:31.000000002Z e\r\n".to_vec()
+            ]
+        );
     }
 
     #[test]

@@ -473,7 +473,7 @@ fn lines_tty(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
         line.parts = payload.chunks(part).count();
         let last = payload.len() - (payload.len() - 1) / part * part;
-        if local && line.complete && line.parts > 1 && last >= 2 && next_later {
+        if local && line.complete && line.parts > 1 && last >= 1 && next_later {
             // Sent as an unfinished line of several parts: what the merger must still join.
             payload.pop();
             line.complete = false;
