@@ -51,6 +51,22 @@ fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("log-capturer: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Before anything else: a SIGTERM that arrives while the capturer lists and admits
+    // containers must stop it gracefully, not kill it with lines written and no checkpoint.
+    let stop = {
+        let _enter = runtime.enter();
+        StopSignals::install()
+    };
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let settings = match Settings::load(&args[1..], &env) {
         Ok(s) => s,
@@ -66,20 +82,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("log-capturer: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(run(settings))
+    runtime.block_on(run(settings, stop))
 }
 
-async fn run(settings: Settings) -> ExitCode {
+async fn run(settings: Settings, stop: StopSignals) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::default());
     let store = match state::StateStore::open(&settings.state_dir) {
@@ -152,7 +158,7 @@ async fn run(settings: Settings) -> ExitCode {
         metrics = %settings.metrics_addr,
         "log-capturer running; stop with SIGINT or SIGTERM"
     );
-    let result = supervisor.run(shutdown_signal()).await;
+    let result = supervisor.run(stop.first()).await;
     stop_metrics.cancel();
     let _ = server.await;
     let flushed = tokio::task::spawn_blocking(move || sink.finish()).await;
@@ -175,20 +181,34 @@ async fn run(settings: Settings) -> ExitCode {
     code
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+/// SIGTERM and SIGINT handlers, installed at start so that no signal finds the default action.
+struct StopSignals {
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    int: std::io::Result<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers (in the runtime's context); a signal delivered from now on waits.
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            term: signal(SignalKind::terminate()),
+            int: signal(SignalKind::interrupt()),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Resolves at the first SIGINT or SIGTERM, including one delivered before this is polled.
+    async fn first(self) {
+        match (self.term, self.int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
