@@ -2,27 +2,31 @@
 //!
 //! Within one reader generation, the frames of one stream come in log order, and a stream's
 //! timestamps never decrease. The daemon breaks that rule in one known way (measured on Docker
-//! 20.10 with the json-file driver and `max-size`, see `docs/daemon.md`): after it rotates its
-//! own log file, a follow stream may re-read the new file from its start and send again the
-//! frames of it that it already sent, then go on. A re-send always ends with the last frame
-//! that was sent before it, so it looks like one of:
+//! 20.10, json-file with `max-size` and `local`, see `docs/daemon.md`): after it rotates its
+//! own log file, a follow stream may send again frames it already sent, then go on. What it
+//! sends again looks like one of:
 //!
 //! - a jump back: a frame stamped before the previous one, then more of the re-sent run, then
 //!   the frames stamped exactly as the last one;
-//! - the last frame again, alone: same timestamp, same bytes.
+//! - after a line's end, frames of that stamp again: the last frame alone (a short line, or a
+//!   long line's last part), or a long line from its first part (`local`).
 //!
 //! [`Rewind`] drops both, per stream, before the frames reach the partial-line merger and the
-//! cursor, so the cursor's counting of equal timestamps only ever sees the log as it is.
+//! cursor, so the cursor's counting of equal timestamps only ever sees the log as it is. Its
+//! rule for frames stamped exactly like the last one: once a line stamped `t` has ended (see
+//! [`ends_line`]), a frame stamped `t` identical to one already passed at `t` is sent again.
+//! Only after a line's end: inside a line, a full 16 KiB part may be followed by an identical
+//! one (a line of one repeated character); after it, a new frame stamped the same nanosecond
+//! takes a coarse clock, and an identical one a coarse clock and a repeated line.
 //!
-//! Several messages may carry one timestamp (the parts of a line longer than 16 KiB always do;
-//! a coarse clock may stamp two lines alike), so a frame stamped exactly like the previous one
-//! is new unless it is that previous frame again, whole. Hence what the filter lets through
-//! (documented in `docs/daemon.md`): a re-send that begins at a frame stamped exactly like the
-//! last one, other than that last whole line alone: the parts of a long line sent again. It
-//! never drops a frame that may be new, except a whole line identical to the one before it and
-//! stamped the same nanosecond, which only a coarse clock could produce (Loki, for one, keeps
-//! only one of two such entries too).
+//! Hence what the filter lets through (documented in `docs/daemon.md`): a re-send that begins
+//! inside a line, at a frame stamped like the last one (a full part sent again alone before its
+//! line ended). It never drops a frame that may be new, except a line stamped the same
+//! nanosecond as a line before it and beginning with the same bytes as one of that stamp's
+//! frames, which only a coarse clock could produce (Loki, for one, keeps only one of two
+//! identical entries too).
 
+use crate::frame::DAEMON_FRAME_PAYLOAD;
 use crate::stream::Stream;
 use crate::timestamp::Timestamp;
 
@@ -36,17 +40,23 @@ pub enum Seen {
 }
 
 /// The last frame of one stream, and whether a re-send is being skipped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Track {
     /// Timestamp of the last new frame.
     ts: Option<Timestamp>,
     /// New frames stamped exactly `ts`.
     at_ts: u32,
-    /// Fingerprint of the last new frame, if it ended a line (its payload ends in `\n`).
-    complete: Option<u64>,
+    /// Whether the last new frame ended a line ([`ends_line`]).
+    ended: bool,
+    /// Fingerprints of the new frames stamped `ts`, the first [`MAX_SEEN`] of them.
+    seen: Vec<u64>,
     /// A re-send is under way.
     skip: Option<Skip>,
 }
+
+/// Frames of one stamp whose fingerprints a track keeps: a line of 1 MiB in 16 KiB parts. A
+/// re-send of frames beyond is let through.
+const MAX_SEEN: usize = 64;
 
 /// A re-send that began before the last timestamp: all `n` frames stamped with it come again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,63 +78,59 @@ impl Rewind {
     /// it ends a line).
     pub fn judge(&mut self, stream: Stream, ts: Timestamp, payload: &[u8]) -> Seen {
         let t = &mut self.tracks[stream.index()];
-        let Some(last) = t.ts else {
-            *t = Track::first(ts, payload);
-            return Seen::New;
-        };
-        if ts > last {
-            *t = Track::first(ts, payload);
-            return Seen::New;
-        }
-        if ts < last {
-            // Gone back in time: a re-send that will come through the frames stamped `last`.
-            t.skip.get_or_insert(Skip(t.at_ts));
-            return Seen::Resent;
-        }
-        if let Some(Skip(n)) = t.skip {
-            t.skip = n.checked_sub(1).filter(|&r| r > 0).map(Skip);
-            if n > 0 {
+        let fp = fingerprint(payload);
+        match t.ts {
+            Some(last) if ts < last => {
+                // Gone back in time: a re-send that will come through the frames stamped `last`.
+                t.skip.get_or_insert(Skip(t.at_ts));
                 return Seen::Resent;
             }
-        } else if t.complete.is_some()
-            && is_complete(payload)
-            && t.complete == Some(fingerprint(payload))
-        {
-            // The whole line just sent, again: the daemon stamps every line on its own.
-            return Seen::Resent;
+            Some(last) if ts == last => {
+                if let Some(Skip(n)) = t.skip {
+                    t.skip = n.checked_sub(1).filter(|&r| r > 0).map(Skip);
+                    if n > 0 {
+                        return Seen::Resent;
+                    }
+                } else if t.ended && t.seen.contains(&fp) {
+                    // After a line's end, what was sent at this stamp, again. `ended` stays: the
+                    // rest of the re-send is judged alike.
+                    return Seen::Resent;
+                }
+            }
+            _ => {
+                *t = Track {
+                    ts: Some(ts),
+                    ..Track::default()
+                };
+            }
         }
         t.at_ts += 1;
-        t.complete = is_complete(payload).then(|| fingerprint(payload));
+        t.ended = ends_line(payload);
+        if t.seen.len() < MAX_SEEN {
+            t.seen.push(fp);
+        }
         Seen::New
     }
 }
 
 /// Whether [`Rewind`] tells a re-send from new frames: `run` is one stream's frames sent again,
-/// in order, each as (its timestamp, whether it ends a line), the last of them the last frame
-/// sent before. It does when the run begins with a frame stamped before that last one, or is
-/// that last frame alone and ends a line; an empty run (nothing of this stream sent again) is
-/// no trouble. The model and the fuzz world re-send only such runs (the module doc says what
-/// is left out, and why).
+/// in order, each as (its timestamp, whether it [`ends_line`]), the last of them the last frame
+/// sent before. It does when the run begins with a frame stamped before that last one, or when
+/// that last frame ended a line (the run is then frames of its stamp, at most [`MAX_SEEN`]); an
+/// empty run (nothing of this stream sent again) is no trouble. The model and the fuzz world
+/// re-send only such runs (the module doc says what is left out, and why).
 pub fn recognises(run: &[(Timestamp, bool)]) -> bool {
     match (run.first(), run.last()) {
-        (Some(first), Some(last)) => first.0 < last.0 || (run.len() == 1 && last.1),
+        (Some(first), Some(last)) => first.0 < last.0 || (last.1 && run.len() <= MAX_SEEN),
         _ => true,
     }
 }
 
-impl Track {
-    fn first(ts: Timestamp, payload: &[u8]) -> Track {
-        Track {
-            ts: Some(ts),
-            at_ts: 1,
-            complete: is_complete(payload).then(|| fingerprint(payload)),
-            skip: None,
-        }
-    }
-}
-
-fn is_complete(payload: &[u8]) -> bool {
-    payload.last() == Some(&b'\n')
+/// Whether a frame's payload ends a line: it ends in `\n`, or it is shorter than a full daemon
+/// part (the `local` driver's last part of a long line, or a last line without newline). Only a
+/// full part without `\n` may be followed by more of its line.
+pub fn ends_line(payload: &[u8]) -> bool {
+    payload.last() == Some(&b'\n') || payload.len() < DAEMON_FRAME_PAYLOAD
 }
 
 /// A fast 64-bit fingerprint of a frame's payload (8 bytes per step, multiply-rotate mixing);
@@ -185,6 +191,36 @@ mod tests {
         assert_eq!(kept(&f), vec![0, 1, 3]);
     }
 
+    /// A full daemon part of `c`, and the end of its line.
+    fn full(c: u8) -> Vec<u8> {
+        vec![c; DAEMON_FRAME_PAYLOAD]
+    }
+
+    #[test]
+    fn the_last_part_of_a_long_line_sent_again_alone_is_dropped() {
+        // Measured (`daemon-facts.py resend-long`): after rotating its file, the daemon sent
+        // a long line's last part again; with `local` that part has no `\n`.
+        let (a, b) = (full(b'a'), full(b'b'));
+        for last in [&b"tail"[..], b"tail\n"] {
+            let f: [(Stream, u64, &[u8]); 5] = [
+                (Stdout, 8, &a),
+                (Stdout, 8, &b),
+                (Stdout, 8, last),
+                (Stdout, 8, last),
+                (Stdout, 9, b"next\n"),
+            ];
+            assert_eq!(kept(&f), vec![0, 1, 2, 4], "last part {last:?}");
+        }
+    }
+
+    #[test]
+    fn a_full_part_sent_again_alone_is_let_through() {
+        // Measured too, and the residual: the same bytes as a line of one repeated character.
+        let x = full(b'x');
+        let f: [(Stream, u64, &[u8]); 3] = [(Stdout, 8, &x), (Stdout, 8, &x), (Stdout, 8, b"x")];
+        assert_eq!(kept(&f), vec![0, 1, 2]);
+    }
+
     #[test]
     fn a_jump_back_is_dropped_through_the_last_timestamp() {
         // Measured: lines 636..639 sent, then 636..639 again, then 640.
@@ -217,23 +253,57 @@ mod tests {
 
     #[test]
     fn identical_parts_of_one_long_line_are_all_kept() {
+        let x = full(b'x');
         let f: [(Stream, u64, &[u8]); 4] = [
-            (Stdout, 8, b"xx"),
-            (Stdout, 8, b"xx"),
-            (Stdout, 8, b"xx"),
+            (Stdout, 8, &x),
+            (Stdout, 8, &x),
+            (Stdout, 8, &x),
             (Stdout, 8, b"x\n"),
         ];
         assert_eq!(kept(&f), vec![0, 1, 2, 3]);
     }
 
     #[test]
-    fn two_different_lines_stamped_alike_are_both_kept() {
+    fn different_lines_stamped_alike_are_all_kept() {
+        let f: [(Stream, u64, &[u8]); 3] = [
+            (Stdout, 8, b"a\n"),
+            (Stdout, 8, b"b\n"),
+            (Stdout, 8, b"c\n"),
+        ];
+        assert_eq!(kept(&f), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_long_line_sent_again_from_its_first_part_is_dropped() {
+        // Measured with `local` and `max-size`: p1 p2 p1 p2, all stamped alike, then the next
+        // line; or p1 p2 p1 and the next line at once.
+        let (p1, p2) = (full(b'a'), b"tail".to_vec());
+        let again: [(Stream, u64, &[u8]); 5] = [
+            (Stdout, 8, &p1),
+            (Stdout, 8, &p2),
+            (Stdout, 8, &p1),
+            (Stdout, 8, &p2),
+            (Stdout, 9, b"next\n"),
+        ];
+        assert_eq!(kept(&again), vec![0, 1, 4]);
+        let first_only: [(Stream, u64, &[u8]); 4] = [
+            (Stdout, 8, &p1),
+            (Stdout, 8, &p2),
+            (Stdout, 8, &p1),
+            (Stdout, 9, b"next\n"),
+        ];
+        assert_eq!(kept(&first_only), vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn a_repeated_line_stamped_like_a_line_before_it_is_taken_for_a_re_send() {
+        // The price of the rule, on a coarse clock only: the daemon stamps each line itself.
         let f: [(Stream, u64, &[u8]); 3] = [
             (Stdout, 8, b"a\n"),
             (Stdout, 8, b"b\n"),
             (Stdout, 8, b"a\n"),
         ];
-        assert_eq!(kept(&f), vec![0, 1, 2]);
+        assert_eq!(kept(&f), vec![0, 1]);
     }
 
     #[test]

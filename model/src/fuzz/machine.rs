@@ -867,7 +867,10 @@ impl World {
     /// The entries of the live reader's stream where the daemon may go back to: the first of a
     /// contiguous run of what it sent that ends with the last entry it sent. `Rewind` judges
     /// each stream on its own, so per stream the run's entries must begin with one stamped
-    /// before that stream's last entry sent, or be that last entry alone when it ends a line.
+    /// before that stream's last entry sent, or be that last entry alone when it ends a line
+    /// (`rewind::ends_line`: this world's parts are shorter than the daemon's 16 KiB, so each
+    /// ends a line to it, and one sent again alone stands for the measured re-send of a long
+    /// line's last part; a full part sent again alone is the residual left out).
     /// Left out, as `Rewind` documents: a run of a stream beginning at an entry stamped exactly
     /// like its last one and holding more than it (the parts of a long line, or equal-stamped
     /// lines, sent again), which no filter can tell from new entries.
@@ -879,7 +882,7 @@ impl World {
                         .iter()
                         .map(|&i| &self.log[i])
                         .filter(|e| e.stream == s)
-                        .map(|e| (e.ts, e.payload.last() == Some(&b'\n')))
+                        .map(|e| (e.ts, capturer_core::rewind::ends_line(&e.payload)))
                         .collect();
                     capturer_core::rewind::recognises(&run)
                 })
@@ -1270,24 +1273,32 @@ mod tests {
             write(Stderr, 2, false), // e5 @+3
             Action::Send { n: 4, via: 1 },
         ];
-        // After those five frames the world may go back to o1 (both streams jump back), o4
-        // (each stream's last whole line alone: o4, e5) or e5 (alone); not to e2 or o3, from
-        // where stdout's run would begin at its last stamp with the parts o3 o4, which `Rewind`
-        // cannot tell from new parts. `pick` chooses among the three.
-        let shapes: [(&str, Vec<Action>); 4] = [
+        // After those five frames the world may go back to any of them: o1 (both streams jump
+        // back), e2 (stderr jumps back; stdout's long line again from its first part, after
+        // that line ended), o3 (that, and stderr's last line alone), o4 (each stream's last
+        // line alone) or e5 (alone). `pick` chooses among the five, modulo.
+        let shapes: [(&str, Vec<Action>); 6] = [
             (
                 "a jump back over both streams",
                 vec![resend_then_send(0, 5)],
             ),
             (
-                "each stream's last whole line alone",
-                vec![resend_then_send(1, 2)],
+                "a jump back, and a long line again from its first part",
+                vec![resend_then_send(1, 4)],
             ),
-            ("the last whole line alone", vec![resend_then_send(2, 1)]),
+            (
+                "a long line again from its first part, and a last line alone",
+                vec![resend_then_send(2, 3)],
+            ),
+            (
+                "each stream's last line alone",
+                vec![resend_then_send(3, 2)],
+            ),
+            ("the last line alone", vec![resend_then_send(4, 1)]),
             (
                 "a jump back, then new lines",
                 vec![
-                    resend_then_send(3, 5),
+                    resend_then_send(5, 5),
                     write(Stdout, 1, false),
                     write(Stderr, 0, false),
                     Action::Send { n: 1, via: 0 },
