@@ -2,6 +2,7 @@
 //! daemon's own log, and the labels that keep each test's containers apart.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::capturer::{Capturer, Record};
 use crate::{DaemonLine, Spec};
@@ -77,4 +78,31 @@ fn streams<'a>(lines: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Line
 /// `prefix 0`, `prefix 1`, ...: what a numbered writer wrote, for the indices in `range`.
 pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix} {i}")).collect()
+}
+
+/// Waits until `done` holds for what the capture of `id` holds so far (read leniently: the
+/// capturer may be writing, or a SIGKILL cut a record short), or `limit` passes; then one
+/// second more, so that a line written twice after the last one is seen too.
+pub fn wait_until(cap: &Capturer, id: &str, limit: Duration, done: impl Fn(&[Record]) -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done(&cap.records_lenient(id).records) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+/// Whether `records` hold at least `n` lines.
+pub fn at_least(n: usize) -> impl Fn(&[Record]) -> bool {
+    move |records| records.len() >= n
+}
+
+/// A graceful stop exits 0. Tests stop the capturer before they read the daemon's log, so that
+/// what it captured is final and a capturer stuck reopening no longer loads the daemon; they
+/// check the status after the comparison, so that a loss is reported as a loss.
+pub fn assert_stopped_cleanly(status: std::process::ExitStatus, cap: &Capturer) {
+    assert!(
+        status.success(),
+        "graceful stop exits 0, got {status}:\n{}",
+        cap.log_text()
+    );
 }

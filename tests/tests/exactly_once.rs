@@ -25,7 +25,9 @@ use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::Docker;
 use capturer_core::Timestamp;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
-use capturer_tests::exact::{assert_same, label, numbered, spec};
+use capturer_tests::exact::{
+    assert_same, assert_stopped_cleanly, at_least, label, numbered, spec, wait_until,
+};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit};
 
 /// Shell that writes `o $i` to stdout and `e $i` to stderr for `$i` from `from` to `to - 1`,
@@ -34,71 +36,6 @@ fn pairs(from: usize, to: usize) -> String {
     format!(
         "i={from}; while [ $i -lt {to} ]; do echo \"o $i\"; echo \"e $i\" >&2; i=$((i+1)); done"
     )
-}
-
-/// What the capture of `id` holds so far, read while the capturer may be writing: whole
-/// lines only (the last one may be half written, or cut short by a SIGKILL), in no particular
-/// order across files. For waiting; the comparisons use `Capturer::records` once it stopped.
-fn records_so_far(cap: &Capturer, id: &str) -> Vec<Record> {
-    let prefix = format!("{id}.jsonl");
-    let Ok(dir) = std::fs::read_dir(cap.output.join("out")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let bytes = std::fs::read(entry.path()).unwrap_or_default();
-        let whole = bytes
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(&[][..], |end| &bytes[..end]);
-        for line in whole.split(|&b| b == b'\n') {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            out.push(Record {
-                ts: s("ts"),
-                stream: s("stream"),
-                message: s("message"),
-                container_id: s("container_id"),
-                container_name: s("container_name"),
-                image: s("image"),
-                truncated: v["truncated"].as_bool().unwrap_or(false),
-            });
-        }
-    }
-    out
-}
-
-/// Waits until `done` holds for the capture of `id` (or `limit` passes), then one second
-/// more, so that a line written twice after the last one is seen too.
-fn wait_until(cap: &Capturer, id: &str, limit: Duration, done: impl Fn(&[Record]) -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done(&records_so_far(cap, id)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-}
-
-/// Whether `records` hold at least `n` lines.
-fn at_least(n: usize) -> impl Fn(&[Record]) -> bool {
-    move |records| records.len() >= n
-}
-
-/// After a test stopped the capturer (SIGTERM) once the lines were in and compared them:
-/// it exits 0. Tests stop it before they read the daemon's log, so that what it captured is
-/// final and a capturer stuck reopening a stream no longer loads the daemon (a cancelled
-/// request goes on decoding the whole log); the status is checked after the comparison, so a
-/// loss is reported as a loss.
-fn assert_stopped_cleanly(status: std::process::ExitStatus, cap: &Capturer) {
-    assert!(
-        status.success(),
-        "graceful stop exits 0, got {status}:\n{}",
-        cap.log_text()
-    );
 }
 
 /// Asserts that the capture of `id` holds exactly the daemon's lines: per stream, in order,
@@ -401,7 +338,7 @@ async fn case5_three_sigkills_under_load_lose_nothing_and_duplicate_only_after_t
                 .map(|id| {
                     (
                         id.clone(),
-                        (records_so_far(&cap, id).len(), persisted(&cap, id)),
+                        (cap.records_lenient(id).records.len(), persisted(&cap, id)),
                     )
                 })
                 .collect(),
