@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures the Docker daemon behaviours the capturer's exactly-once rests on (docs/daemon.md).
 
-    scripts/daemon-facts.py [scan|die|follow|resend|tty|local|restart|all] [--runs N]
+    scripts/daemon-facts.py [scan|die|follow|resend|resend-long|skip|tty|local|restart|all] [--runs N]
 
 Needs the test bed's daemon and image (scripts/testbed.sh); talks to /var/run/docker.sock
 directly (no client library), runs containers with --network none and removes them.
@@ -14,6 +14,12 @@ directly (no client library), runs containers with --network none and removes th
           log (bytes it sent, against the final size), with a container writing fast and exiting.
 - resend: frames a follow stream sends twice with json-file max-size (the daemon rotating its
           own file under the reader).
+- resend-long: the same with lines of 100,000 bytes (7 parts each), for json-file with max-size
+          and for the local driver with a small max-size: whether a re-send can begin inside a
+          long line, where only its parts, all stamped alike, come again.
+- skip:   lines a follow stream never sends although they stay in the log, when the daemon
+          rotates its files fast (1 MB files, about ten a second; nothing deleted), for
+          json-file and for `local` with and without compression.
 - tty:    how a TTY container's log is sent: messages (a 40,000-byte line, a short one, a last
           line without newline) back to back, each with its timestamp prefix.
 - local:  how the `local` driver sends a line over 16 KiB (its last part's newline).
@@ -157,6 +163,46 @@ def resend():
     print(f"  {len(backs)} jumps back; {alone} re-sent the last line alone; e.g. {backs[:5]}")
 
 
+def resend_long():
+    print("resend-long: 300 lines of 100,000 bytes each; parts per line as one follow stream sent them")
+    script = 'X=x; while [ ${#X} -lt 100000 ]; do X=$X$X; done; X=${X:0:99991}; i=0; while [ $i -lt 300 ]; do printf "%08d %s\\n" $i "$X"; i=$((i+1)); usleep 20000; done'
+    for driver, opts in (("json-file", ["--log-opt", "max-size=1m", "--log-opt", "max-file=3"]),
+                         ("local", ["--log-driver", "local", "--log-opt", "max-size=1m", "--log-opt", "max-file=3"])):
+        cid = run(script, *opts)
+        body = get(f"/containers/{cid}/logs?follow=1&stdout=1&stderr=1&timestamps=1").read()
+        docker("rm", "-f", cid)
+        sizes = {}
+        for _, p in frames(body):
+            ts, payload = p.split(b" ", 1)
+            sizes.setdefault(ts, []).append(len(payload))
+        # A line of 100,000 bytes is 100,000 payload bytes (json-file: and its newline).
+        want = 100_001 if driver == "json-file" else 100_000
+        over = [(ts.decode(), sum(v), len(v)) for ts, v in sizes.items() if sum(v) > want]
+        print(f"  {driver}: {len(sizes)} lines, {sum(len(v) for v in sizes.values())} frames; "
+              f"{len(over)} lines sent with more bytes than they hold, e.g. {over[:3]}")
+
+
+def skip(runs):
+    print(f"skip: 60,000 numbered lines into 1 MB files (max-file=1000), one follow stream each ({runs} runs)")
+    script = ("X=$(head -c 90 /dev/zero | tr '\\0' x); i=0; "
+              "while [ $i -lt 60000 ]; do printf '%08d %s\\n' $i \"$X\"; i=$((i+1)); done")
+    for driver, opts in (("json-file", []),
+                         ("local", ["--log-driver", "local"]),
+                         ("local compress=false", ["--log-driver", "local", "--log-opt", "compress=false"])):
+        short = 0
+        for _ in range(runs):
+            cid = run(script, *opts, "--log-opt", "max-size=1m", "--log-opt", "max-file=1000")
+            sent = {int(p.split(b" ", 2)[1]) for _, p in frames(get(
+                f"/containers/{cid}/logs?follow=1&stdout=1&stderr=1&timestamps=1").read())
+                if p.split(b" ", 2)[1].isdigit()}
+            kept = {int(p.split(b" ", 2)[1]) for _, p in frames(logs(cid)) if p.split(b" ", 2)[1].isdigit()}
+            docker("rm", "-f", cid)
+            missing = len(kept - sent)
+            short += missing > 0
+            print(f"  {driver}: the log holds {len(kept)} lines, the follow stream sent {len(sent)}; {missing} never sent")
+        print(f"  {driver}: {short} of {runs} follow streams skipped lines the log holds")
+
+
 def tty():
     print("tty: the raw log of a TTY container (no frame headers), cut at each timestamp prefix")
     script = 'head -c 40000 /dev/zero | tr "\\0" x; echo; echo short; head -c 20000 /dev/zero | tr "\\0" y'
@@ -220,6 +266,10 @@ def main():
         follow(runs)
     if what in ("resend", "all"):
         resend()
+    if what in ("resend-long", "all"):
+        resend_long()
+    if what in ("skip", "all"):
+        skip(runs)
     if what in ("tty", "all"):
         tty()
     if what in ("local", "all"):

@@ -17,11 +17,17 @@ pub(super) enum Logging {
     Json,
     /// json-file, rotated at `max_size_k` KiB, keeping `max_file` files.
     JsonRotated { max_size_k: u64, max_file: u64 },
-    /// The `local` driver with its defaults (20 MB files: never reached here).
+    /// The `local` driver with its defaults (20 MB files: reached by long lines only).
     Local,
 }
 
 impl Logging {
+    /// Whether the daemon rotates its log files (and so may send a frame again, see
+    /// `capturer_core::rewind`).
+    pub(super) fn rotates_files(self) -> bool {
+        !matches!(self, Logging::Json)
+    }
+
     /// The driver and its options, for the trace and the reports.
     pub(super) fn describe(self) -> String {
         match self {

@@ -53,6 +53,7 @@ impl Round {
             terms: self.terms,
             daemon_restarts: self.daemon_restarts,
             rotations: self.rotations,
+            resent_parts: t.resent_parts,
             rotate_every: self.rotate_every,
             pass: self.failures.is_empty() && t.lost == 0 && t.reordered == 0,
         }
@@ -101,6 +102,8 @@ pub(super) struct Summary {
     terms: u64,
     daemon_restarts: u64,
     rotations: u64,
+    /// Lines with a full part the daemon sent twice (see `Tally::resent_parts`).
+    resent_parts: usize,
     rotate_every: Duration,
     /// No failure, nothing lost, nothing reordered.
     pub(super) pass: bool,
@@ -110,7 +113,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "TORTURE seed={} containers={} lines={} lost={} duplicated={} reordered={} restarts={} kills={} terms={} daemon_restarts={} rotations={} rotate_every={}ms verdict={}",
+            "TORTURE seed={} containers={} lines={} lost={} duplicated={} reordered={} restarts={} kills={} terms={} daemon_restarts={} rotations={} resent_parts={} rotate_every={}ms verdict={}",
             self.seed,
             self.containers,
             self.lines,
@@ -122,6 +125,7 @@ impl std::fmt::Display for Summary {
             self.terms,
             self.daemon_restarts,
             self.rotations,
+            self.resent_parts,
             self.rotate_every.as_millis(),
             if self.pass { "PASS" } else { "FAIL" }
         )
