@@ -48,14 +48,15 @@ struct Track {
     at_ts: u32,
     /// Whether the last new frame ended a line ([`ends_line`]).
     ended: bool,
-    /// Fingerprints of the new frames stamped `ts`, the first [`MAX_SEEN`] of them.
+    /// Fingerprints of the new frames stamped `ts`, the last [`MAX_SEEN`] of them (a re-send
+    /// ends with the last frame sent, so it is a run of the latest).
     seen: Vec<u64>,
     /// A re-send is under way.
     skip: Option<Skip>,
 }
 
 /// Frames of one stamp whose fingerprints a track keeps: a line of 1 MiB in 16 KiB parts. A
-/// re-send of frames beyond is let through.
+/// re-send of more is let through.
 const MAX_SEEN: usize = 64;
 
 /// A re-send that began before the last timestamp: all `n` frames stamped with it come again.
@@ -106,9 +107,10 @@ impl Rewind {
         }
         t.at_ts += 1;
         t.ended = ends_line(payload);
-        if t.seen.len() < MAX_SEEN {
-            t.seen.push(fp);
+        if t.seen.len() == MAX_SEEN {
+            t.seen.remove(0);
         }
+        t.seen.push(fp);
         Seen::New
     }
 }
@@ -293,6 +295,19 @@ mod tests {
             (Stdout, 9, b"next\n"),
         ];
         assert_eq!(kept(&first_only), vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn a_re_send_of_the_latest_frames_of_a_crowded_stamp_is_dropped() {
+        // Found by the fuzzer: more frames at one stamp than the track keeps; a re-send is a
+        // run of the latest, so those are the ones to keep.
+        let parts: Vec<Vec<u8>> = (0..MAX_SEEN + 10)
+            .map(|i| format!("part {i}\n").into_bytes())
+            .collect();
+        let mut f: Vec<(Stream, u64, &[u8])> = parts.iter().map(|p| (Stdout, 8, &p[..])).collect();
+        let resent = &parts[parts.len() - MAX_SEEN..];
+        f.extend(resent.iter().map(|p| (Stdout, 8, &p[..])));
+        assert_eq!(kept(&f), (0..parts.len()).collect::<Vec<_>>());
     }
 
     #[test]
