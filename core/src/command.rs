@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cursor::{Cursor, Verdict};
+use crate::cursor::{Cursor, Position, Verdict};
 use crate::event::Generation;
 use crate::frame::PrefixError;
 use crate::partial::Message;
@@ -97,31 +97,37 @@ pub struct Line {
     pub message: Vec<u8>,
     /// Cut at the cap: the line goes on in the next one.
     pub truncated: bool,
+    /// Its position in its stream (see [`LineSink::line`]).
+    pub pos: Position,
 }
 
-impl From<Message<'_>> for Line {
-    fn from(m: Message<'_>) -> Line {
+impl Line {
+    /// An owned copy of `m`, delivered at `pos`.
+    pub fn new(m: Message<'_>, pos: Position) -> Line {
         Line {
             stream: m.stream,
             ts: m.ts,
             ts_text: String::from_utf8_lossy(m.ts_text).into_owned(),
             message: m.body.to_vec(),
             truncated: m.truncated,
+            pos,
         }
     }
 }
 
 /// Where the data path delivers lines without copying them (the runtime's batch writer).
 pub trait LineSink {
-    /// A new line, to deliver.
-    fn line(&mut self, line: Message<'_>);
+    /// A new line, to deliver, at `pos`: the cursor's position of it in its stream (its
+    /// timestamp and how many lines of that stamp came before it, plus one), unique per stream
+    /// and the same on every read of the log, so a consumer can drop a replay by it.
+    fn line(&mut self, line: Message<'_>, pos: Position);
     /// A message the cursor dropped (a replayed duplicate, or one before the start).
     fn dropped(&mut self, _stream: Stream, _verdict: Verdict) {}
 }
 
 impl LineSink for Vec<Line> {
-    fn line(&mut self, line: Message<'_>) {
-        self.push(line.into());
+    fn line(&mut self, line: Message<'_>, pos: Position) {
+        self.push(Line::new(line, pos));
     }
 }
 

@@ -664,7 +664,8 @@ impl ContainerMachine {
             match verdict {
                 Verdict::Deliver => {
                     delivered = true;
-                    sink.line(m);
+                    let pos = cursor.position(m.stream);
+                    sink.line(m, pos);
                 }
                 other => sink.dropped(m.stream, other),
             }

@@ -1,11 +1,13 @@
 //! The output contract: one JSON object per line, written without per-line allocation.
 //!
-//! `{"container_id":…,"container_name":…,"image":…,"ts":…,"stream":…,"message":…}` and
-//! `"truncated":true` when a line was cut at the cap. The container's part is encoded once;
-//! the message is escaped straight into the batch buffer. Bytes that are not UTF-8 become
-//! U+FFFD, so every line is valid JSON.
+//! `{"container_id":…,"container_name":…,"image":…,"ts":…,"stream":…,"pos":…,"message":…}`
+//! and `"truncated":true` when a line was cut at the cap. `pos` is the line's position in its
+//! stream, `"<ts in ns>.<n>"` (the n-th line stamped that nanosecond): unique per container and
+//! stream, and the same when a line is read again, so a consumer can drop a replay. The
+//! container's part is encoded once; the message is escaped straight into the batch buffer.
+//! Bytes that are not UTF-8 become U+FFFD, so every line is valid JSON.
 
-use capturer_core::{Message, Stream};
+use capturer_core::{Message, Position, Stream};
 
 use crate::docker::ContainerMeta;
 
@@ -29,15 +31,19 @@ impl LineEncoder {
         LineEncoder { prefix }
     }
 
-    /// Appends `m` as one JSON line to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>, m: &Message<'_>) {
+    /// Appends `m`, at `pos` in its stream, as one JSON line to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>, m: &Message<'_>, pos: Position) {
         out.extend_from_slice(&self.prefix);
         escape(out, m.ts_text);
         out.extend_from_slice(match m.stream {
-            Stream::Stdout => b"\",\"stream\":\"stdout\",\"message\":\"".as_slice(),
-            Stream::Stderr => b"\",\"stream\":\"stderr\",\"message\":\"",
-            Stream::Console => b"\",\"stream\":\"console\",\"message\":\"",
+            Stream::Stdout => b"\",\"stream\":\"stdout\",\"pos\":\"".as_slice(),
+            Stream::Stderr => b"\",\"stream\":\"stderr\",\"pos\":\"",
+            Stream::Console => b"\",\"stream\":\"console\",\"pos\":\"",
         });
+        push_decimal(out, pos.ts.0);
+        out.push(b'.');
+        push_decimal(out, pos.n);
+        out.extend_from_slice(b"\",\"message\":\"");
         escape(out, m.body);
         if m.truncated {
             out.extend_from_slice(b"\",\"truncated\":true}\n");
@@ -45,6 +51,21 @@ impl LineEncoder {
             out.extend_from_slice(b"\"}\n");
         }
     }
+}
+
+/// Appends `v` in decimal, a digit loop on the stack (no formatter on the hot path).
+fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Escapes `bytes` as the inside of a JSON string; invalid UTF-8 becomes U+FFFD.
@@ -129,6 +150,10 @@ mod tests {
                 body,
                 truncated: true,
             },
+            Position {
+                ts: Timestamp(1),
+                n: 2,
+            },
         );
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -137,6 +162,11 @@ mod tests {
         assert_eq!(v["image"], "img:1");
         assert_eq!(v["stream"], "stderr");
         assert_eq!(v["ts"], "2024-01-01T00:00:00.000000001Z");
+        assert_eq!(v["pos"], "1.2");
+        let mut big = Vec::new();
+        push_decimal(&mut big, u64::MAX);
+        push_decimal(&mut big, 0);
+        assert_eq!(big, b"184467440737095516150");
         assert_eq!(
             v["message"],
             "tab\there \"quoted\" \\ \u{1} café bad\u{fffd}"

@@ -12,8 +12,8 @@ use std::time::Duration;
 use capturer_core::frame::DAEMON_FRAME_PAYLOAD;
 use capturer_core::scope::ScopeGuard;
 use capturer_core::{
-    Demux, Event, Flow, Generation, LineSink, Message, ReadError, ReaderExit, Since, Stream,
-    TtySplitter, Verdict,
+    Demux, Event, Flow, Generation, LineSink, Message, Position, ReadError, ReaderExit, Since,
+    Stream, TtySplitter, Verdict,
 };
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -477,13 +477,13 @@ impl<'a> Batch<'a> {
 }
 
 impl LineSink for Batch<'_> {
-    fn line(&mut self, line: Message<'_>) {
+    fn line(&mut self, line: Message<'_>, pos: Position) {
         if self.bytes.capacity() == 0 {
             // Small: an idle stream sends one line per batch, and the sink's budget counts
             // what a batch holds, not what it uses.
             self.bytes.reserve(256);
         }
-        self.encoder.encode(&mut self.bytes, &line);
+        self.encoder.encode(&mut self.bytes, &line, pos);
         self.lines[line.stream.index()] += 1;
     }
 

@@ -683,7 +683,7 @@ impl Supervisor {
                     body: &line.message,
                     truncated: line.truncated,
                 };
-                shared.encoder.encode(&mut bytes, &message);
+                shared.encoder.encode(&mut bytes, &message, line.pos);
                 let cursor = shared.machine().cursor().clone();
                 let _ = self.sink.batch(id, bytes, cursor).await;
             }

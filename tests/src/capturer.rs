@@ -25,6 +25,8 @@ pub struct Record {
     pub image: String,
     /// `truncated`, if present.
     pub truncated: bool,
+    /// `pos`: the line's position in its stream, `<ts in ns>.<n>`.
+    pub pos: String,
 }
 
 /// Serializes the end-to-end tests: each runs its own capturer and containers, and the
@@ -413,6 +415,7 @@ fn record(v: &serde_json::Value) -> Option<Record> {
         container_name: s("container_name")?,
         image: s("image")?,
         truncated: v["truncated"].as_bool().unwrap_or(false),
+        pos: s("pos")?,
     })
 }
 

@@ -106,3 +106,47 @@ pub fn assert_stopped_cleanly(status: std::process::ExitStatus, cap: &Capturer) 
         cap.log_text()
     );
 }
+
+/// Where `records` break the `pos` contract: per stream, one position for each line (a line
+/// read again after a SIGKILL carries the position it had), a different one for every other
+/// line, in increasing order of first appearance, and its timestamp part equal to `ts`.
+pub fn position_faults(records: &[Record]) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut at: HashMap<(&str, &str), (&str, &str)> = HashMap::new();
+    let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
+    for r in records {
+        let parsed = r
+            .pos
+            .split_once('.')
+            .and_then(|(t, n)| Some((t.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+        let Some((t, n)) = parsed else {
+            faults.push(format!(
+                "{} {}: pos {:?} is not <ns>.<n>",
+                r.stream, r.ts, r.pos
+            ));
+            continue;
+        };
+        let ts = capturer_core::Timestamp::parse_rfc3339(r.ts.as_bytes())
+            .map(|t| t.0)
+            .ok();
+        if ts != Some(t) || n == 0 {
+            faults.push(format!(
+                "{} {}: pos {} does not match its ts",
+                r.stream, r.ts, r.pos
+            ));
+        }
+        match at.insert((&r.stream, &r.pos), (&r.ts, &r.message)) {
+            Some(before) if before != (r.ts.as_str(), r.message.as_str()) => {
+                faults.push(format!("{} pos {}: two different lines", r.stream, r.pos));
+            }
+            Some(_) => {}
+            None => {
+                let prev = last.insert(&r.stream, (t, n));
+                if prev.is_some_and(|p| p >= (t, n)) {
+                    faults.push(format!("{} pos {}: not after {prev:?}", r.stream, r.pos));
+                }
+            }
+        }
+    }
+    faults
+}

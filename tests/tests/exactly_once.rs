@@ -26,7 +26,8 @@ use bollard::Docker;
 use capturer_core::Timestamp;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
 use capturer_tests::exact::{
-    assert_same, assert_stopped_cleanly, at_least, label, numbered, spec, wait_until,
+    assert_same, assert_stopped_cleanly, at_least, label, numbered, position_faults, spec,
+    wait_until,
 };
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit};
 
@@ -377,6 +378,8 @@ async fn case5_three_sigkills_under_load_lose_nothing_and_duplicate_only_after_t
             }
         }
         assert_same(&truth, &firsts, &cap);
+        // Every copy of a line carries its position: a consumer can drop the replays.
+        assert_eq!(position_faults(&got), Vec::<String>::new(), "{id}");
         let s = by_stream(&firsts);
         assert_eq!(s["stdout"], numbered("o", 0..60_000));
         assert_eq!(s["stderr"], numbered("e", 0..60_000));

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use capturer_tests::exact::position_faults;
+
 use super::oracle::{compare_stream, Tally, STREAMS};
 use super::round::Round;
 
@@ -69,6 +71,16 @@ impl Round {
         for g in self.guests.iter().filter(|g| g.counted()) {
             let read = cap.records_lenient(&g.id);
             total.torn += read.torn;
+            // Every copy of a line carries its position, and no two lines share one.
+            let faults = position_faults(&read.records);
+            if let Some(first) = faults.first() {
+                findings.push(format!(
+                    "c{} {}: {} records break the pos contract; first: {first}",
+                    g.idx,
+                    g.short_id(),
+                    faults.len()
+                ));
+            }
             for stream in STREAMS {
                 let t = compare_stream(g, stream, &read.records, &self.marks);
                 if t.tally.failed() {
