@@ -99,10 +99,11 @@ impl Rewind {
                 }
             }
             _ => {
-                *t = Track {
-                    ts: Some(ts),
-                    ..Track::default()
-                };
+                // A new stamp (the seen list keeps its allocation: one per stream, not per frame).
+                t.ts = Some(ts);
+                t.at_ts = 0;
+                t.skip = None;
+                t.seen.clear();
             }
         }
         t.at_ts += 1;
@@ -136,7 +137,7 @@ pub fn ends_line(payload: &[u8]) -> bool {
 }
 
 /// A fast 64-bit fingerprint of a frame's payload (8 bytes per step, multiply-rotate mixing);
-/// only ever compared with the fingerprint of the previous frame of the same stream.
+/// only ever compared with those of frames of the same stream and stamp.
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = bytes.len() as u64;
