@@ -135,6 +135,20 @@ impl Cursor {
         }
     }
 
+    /// Raises `stream`'s position to `pos` if that is later: the sink's output holds lines up
+    /// to `pos` that this cursor was not persisted with (a crash between a write and the next
+    /// checkpoint). A position before the capture's start, or one counting no message, is not
+    /// a delivered one and changes nothing. Returns whether the position moved.
+    pub fn recover(&mut self, stream: Stream, pos: Position) -> bool {
+        let i = stream.index();
+        if pos.ts < self.start || pos.n == 0 || pos <= self.positions[i] {
+            return false;
+        }
+        self.admit(stream);
+        self.positions[i] = pos;
+        true
+    }
+
     /// Adds a stream the container was not expected to write (it holds `since` at the start
     /// until it delivers, which only widens the next replay).
     pub(crate) fn admit(&mut self, stream: Stream) {
@@ -202,6 +216,33 @@ mod tests {
                 return delivered;
             }
         }
+    }
+
+    #[test]
+    fn recovery_only_moves_a_position_forward() {
+        let mut c = Cursor::new(Timestamp(10), StreamSet::MULTIPLEXED);
+        c.accept(Stdout, Timestamp(20));
+        let at = |ts, n| Position {
+            ts: Timestamp(ts),
+            n,
+        };
+        assert!(!c.recover(Stdout, at(15, 3)), "behind: kept");
+        assert!(
+            !c.recover(Stderr, at(5, 1)),
+            "before the start: not a delivery"
+        );
+        assert!(!c.recover(Stderr, at(30, 0)), "counts no message");
+        assert!(c.recover(Stdout, at(20, 2)));
+        assert!(c.recover(Stderr, at(12, 1)));
+        assert_eq!(c.position(Stdout), at(20, 2));
+        assert!(c.is_consistent());
+        // The replay after recovery drops what the output already holds, and only that.
+        c.begin_generation();
+        assert_eq!(c.accept(Stdout, Timestamp(20)), Verdict::Duplicate);
+        assert_eq!(c.accept(Stdout, Timestamp(20)), Verdict::Duplicate);
+        assert_eq!(c.accept(Stdout, Timestamp(20)), Verdict::Deliver);
+        assert_eq!(c.accept(Stderr, Timestamp(12)), Verdict::Duplicate);
+        assert_eq!(c.accept(Stderr, Timestamp(13)), Verdict::Deliver);
     }
 
     #[test]

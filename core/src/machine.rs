@@ -390,6 +390,25 @@ impl ContainerMachine {
         }
     }
 
+    /// The live generation's reader was cancelled while waiting for room in a full sink, so
+    /// the lines it holds after `kept` (the cursor of the last batch the sink took, or the
+    /// cursor it began with) go nowhere: the cursor returns to `kept`, and the next generation
+    /// reads them again. Ignored (false) unless `generation` is live and `kept` is a cursor
+    /// this one has passed through (same start, at or behind it on every stream).
+    pub fn hand_back(&mut self, generation: Generation, kept: &Cursor) -> bool {
+        let live = self.live_generation() == Some(generation);
+        if !live || kept.start() != self.cursor.start() || !self.cursor.dominates(kept) {
+            return false;
+        }
+        let streams = self.cursor.streams();
+        self.cursor = kept.clone();
+        for s in streams.iter() {
+            self.cursor.admit(s);
+        }
+        self.cursor.begin_generation();
+        true
+    }
+
     /// Whether the live generation is a draining read (opened after a `die`, no `start`
     /// since): the runtime then checks whether the container stayed stopped throughout it.
     pub fn is_draining(&self) -> bool {

@@ -540,3 +540,30 @@ fn a_draining_read_answered_as_a_follow_flushes_no_part() {
     );
     insta::assert_snapshot!("draining_read_answered_as_a_follow", t.text);
 }
+
+#[test]
+fn lines_a_full_sink_never_took_are_read_again() {
+    let mut t = started();
+    t.at(10).frame(1, Stream::Stdout, 10, b"taken\n");
+    let kept = t.m.cursor().clone();
+    t.at(11).frame(1, Stream::Stdout, 11, b"never taken\n");
+    t.at(100).on(Event::RotationDue);
+    // The reader waited for room in the sink, was cancelled, and drops its batch.
+    assert!(!t.m.hand_back(G2, &kept), "not the live generation");
+    assert!(t.m.hand_back(G1, &kept));
+    t.lines.retain(|l| l.message != b"never taken");
+    t.at(101).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    let last = t.checkpoints.last().expect("a checkpoint at the exit");
+    assert!(
+        last.dominates(&kept) && kept.dominates(last),
+        "the checkpoint covers only what the sink took"
+    );
+    t.at(102).on(Event::StreamOpened { generation: G2 });
+    t.at(103).frame(2, Stream::Stdout, 10, b"taken\n");
+    t.at(103).frame(2, Stream::Stdout, 11, b"never taken\n");
+    assert_eq!(t.messages(Stream::Stdout), ["taken", "never taken"]);
+    insta::assert_snapshot!("lines_a_full_sink_never_took_are_read_again", t.text);
+}
