@@ -158,13 +158,37 @@ async fn run(settings: Settings, stop: StopSignals) -> ExitCode {
         metrics = %settings.metrics_addr,
         "log-capturer running; stop with SIGINT or SIGTERM"
     );
-    let result = supervisor.run(stop.first()).await;
+    let stop_began: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+    let shutdown = {
+        let began = stop_began.clone();
+        async move {
+            stop.first().await;
+            *began.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        }
+    };
+    let result = supervisor.run(shutdown).await;
     stop_metrics.cancel();
     let _ = server.await;
-    let flushed = tokio::task::spawn_blocking(move || sink.finish()).await;
+    // The sink gets what is left of the stop timeout, and a moment at least to write what the
+    // readers handed it last.
+    let began = *stop_began.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = began.map_or(settings.stop_timeout, |t| {
+        settings
+            .stop_timeout
+            .saturating_sub(t.elapsed())
+            .max(std::time::Duration::from_secs(1))
+    });
+    let flushed = tokio::task::spawn_blocking(move || sink.finish(limit)).await;
     let code = match (&result, flushed) {
-        (Ok(()), Ok(Ok(()))) => ExitCode::SUCCESS,
-        (_, Ok(Err(e))) => {
+        (Ok(()), Ok(Ok(Ok(())))) => ExitCode::SUCCESS,
+        (_, Ok(Err(sink::StillWriting))) => {
+            tracing::error!(
+                stop_timeout = ?settings.stop_timeout,
+                "the sink could not write or sync its last lines before the stop timeout; they have no checkpoint and are read again at the next start"
+            );
+            ExitCode::from(1)
+        }
+        (_, Ok(Ok(Err(e)))) => {
             tracing::error!(error = %e, "the sink failed");
             ExitCode::from(1)
         }

@@ -24,6 +24,9 @@ pub struct Metrics {
     queue_depth: AtomicUsize,
     docker_up: AtomicBool,
     missed_containers: AtomicU64,
+    sink_retries: AtomicU64,
+    /// Sink errors per kind (`storage_full`, `broken_pipe`, ...): few kinds, rarely touched.
+    sink_errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -58,6 +61,25 @@ impl Metrics {
     /// Whether the daemon answered last time we asked.
     pub fn set_docker_up(&self, up: bool) {
         self.docker_up.store(up, Relaxed);
+    }
+    /// The sink retried an operation that failed.
+    pub fn sink_retry(&self) {
+        self.sink_retries.fetch_add(1, Relaxed);
+    }
+    /// The sink failed with an error of `kind`.
+    pub fn sink_error(&self, kind: &str) {
+        let mut errors = self.sink_errors.lock().unwrap_or_else(|e| e.into_inner());
+        *errors.entry(kind.to_owned()).or_default() += 1;
+    }
+    /// Retries so far.
+    pub fn sink_retries(&self) -> u64 {
+        self.sink_retries.load(Relaxed)
+    }
+    /// Errors of `kind` so far.
+    #[cfg(test)]
+    pub fn sink_errors(&self, kind: &str) -> u64 {
+        let errors = self.sink_errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.get(kind).copied().unwrap_or(0)
     }
     /// Total lines delivered.
     pub fn lines_total(&self) -> u64 {
@@ -223,6 +245,26 @@ fn prometheus(m: &Metrics, registry: &Registry) -> String {
         "gauge",
         "Batches waiting for the sink.",
         &[("", m.queue_depth.load(Relaxed) as u64)],
+    );
+    metric(
+        "log_capturer_sink_retries_total",
+        "counter",
+        "Sink operations retried after a failure (with backoff).",
+        &[("", m.sink_retries())],
+    );
+    let errors: Vec<(String, u64)> = m
+        .sink_errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), *n))
+        .collect();
+    let errors: Vec<(&str, u64)> = errors.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        "log_capturer_sink_errors_total",
+        "counter",
+        "Sink failures per kind of error (storage_full, broken_pipe, ...).",
+        &errors,
     );
     s
 }

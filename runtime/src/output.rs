@@ -53,6 +53,30 @@ impl LineEncoder {
     }
 }
 
+/// The stream and position of one record written by [`LineEncoder::encode`] (without its
+/// newline), or `None` if it is not one. Recovery reads the sink's output back with it.
+pub fn record_position(record: &[u8]) -> Option<(Stream, Position)> {
+    // Inside an escaped string every quote follows a backslash, so these keys match only
+    // where the encoder put them.
+    const KEY: &[u8] = b"\",\"stream\":\"";
+    let at = record.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &record[at..];
+    let (stream, rest) = [Stream::Stdout, Stream::Stderr, Stream::Console]
+        .into_iter()
+        .find_map(|s| rest.strip_prefix(s.as_str().as_bytes()).map(|r| (s, r)))?;
+    let rest = rest.strip_prefix(b"\",\"pos\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let text = std::str::from_utf8(&rest[..end]).ok()?;
+    let (ts, n) = text.split_once('.')?;
+    Some((
+        stream,
+        Position {
+            ts: capturer_core::Timestamp(ts.parse().ok()?),
+            n: n.parse().ok()?,
+        },
+    ))
+}
+
 /// Appends `v` in decimal, a digit loop on the stack (no formatter on the hot path).
 fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
@@ -172,5 +196,44 @@ mod tests {
             "tab\there \"quoted\" \\ \u{1} café bad\u{fffd}"
         );
         assert_eq!(v["truncated"], true);
+        assert_eq!(
+            record_position(&out[..out.len() - 1]),
+            Some((
+                Stream::Stderr,
+                Position {
+                    ts: Timestamp(1),
+                    n: 2
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn a_position_is_read_only_from_its_key() {
+        let meta = ContainerMeta {
+            id: "b".repeat(64),
+            name: "x\",\"stream\":\"stdout\",\"pos\":\"9.9".into(),
+            image: "i".into(),
+            tty: true,
+            labels: HashMap::new(),
+            running: true,
+            finished: None,
+        };
+        let mut out = Vec::new();
+        let pos = Position {
+            ts: Timestamp(1_700_000_000_123_456_789),
+            n: 3,
+        };
+        let m = Message {
+            stream: Stream::Console,
+            ts: pos.ts,
+            ts_text: b"2023-11-14T22:13:20.123456789Z",
+            body: b"\",\"stream\":\"stderr\",\"pos\":\"1.1\"",
+            truncated: false,
+        };
+        LineEncoder::new(&meta).encode(&mut out, &m, pos);
+        assert_eq!(record_position(&out), Some((Stream::Console, pos)));
+        assert_eq!(record_position(b"{\"container_id\":\"a\""), None, "torn");
+        assert_eq!(record_position(b"not json"), None);
     }
 }

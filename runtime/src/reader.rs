@@ -12,8 +12,8 @@ use std::time::Duration;
 use capturer_core::frame::DAEMON_FRAME_PAYLOAD;
 use capturer_core::scope::ScopeGuard;
 use capturer_core::{
-    Demux, Event, Flow, Generation, LineSink, Message, Position, ReadError, ReaderExit, Since,
-    Stream, TtySplitter, Verdict,
+    Cursor, Demux, Event, Flow, Generation, LineSink, Message, Position, ReadError, ReaderExit,
+    Since, Stream, TtySplitter, Verdict,
 };
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,7 +27,7 @@ use crate::container::Shared;
 use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
 use crate::metrics::Metrics;
-use crate::sink::{SinkSender, BATCH_BYTES};
+use crate::sink::{Handed, SinkSender, BATCH_BYTES};
 
 /// How long connecting and receiving the response head may take. The body has no timeout:
 /// it is a stream; the heartbeat watches it for stalls.
@@ -202,12 +202,14 @@ impl Reader {
                 return failed(ReadError::Transient);
             }
         }
-        self.shared.machine().handle(
-            self.clock.now(),
-            Event::StreamOpened {
+        let start = {
+            let mut m = self.shared.machine();
+            let opened = Event::StreamOpened {
                 generation: self.generation,
-            },
-        );
+            };
+            m.handle(self.clock.now(), opened);
+            m.cursor().clone()
+        };
 
         let mut body = Body::new(head.framing);
         let mut decoder = if self.shared.meta.tty {
@@ -220,13 +222,15 @@ impl Reader {
         // Lines pile up in one batch while reads find data waiting; the batch goes to the sink
         // before the reader waits (or once it is big), so a busy stream makes few large
         // batches and an idle one sends each line at once.
-        let mut batch = Batch::new(&self.shared.encoder);
+        let mut batch = Batch::new(&self.shared.encoder, start);
         let mut busy = false;
         loop {
             if !buf.is_empty() {
                 let step = self.process(&buf, &mut body, &mut decoder, &mut batch);
                 if !matches!(step, Step::Go) || batch.bytes.len() >= BATCH_BYTES {
-                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    if let Err(handed_back) = self.hand_over(&mut batch).await {
+                        return handed_back;
+                    }
                 }
                 if let Step::Stop(outcome) = step {
                     return outcome;
@@ -236,7 +240,7 @@ impl Reader {
                 break;
             }
             if self.cancel.is_cancelled() {
-                batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                let _ = self.hand_over(&mut batch).await;
                 return cancelled;
             }
             // Grow the buffer while reads fill it, halve it while they use less than a quarter:
@@ -251,7 +255,9 @@ impl Reader {
             let read = match io.read_buf(&mut buf).now_or_never() {
                 Some(r) => r,
                 None => {
-                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    if let Err(handed_back) = self.hand_over(&mut batch).await {
+                        return handed_back;
+                    }
                     // The daemon writes every frame with its own write, and a registered
                     // socket wakes this thread for each one: at a busy stream's rate that is
                     // one wake-up and one small read per line. Off the poller for a moment, the
@@ -280,19 +286,21 @@ impl Reader {
             match read {
                 Ok(0) if body.may_end_at_eof() => break,
                 Ok(0) => {
-                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    let _ = self.hand_over(&mut batch).await;
                     tracing::debug!(container = %self.shared.id, "log stream: connection closed mid-body");
                     return failed(ReadError::Transient);
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+                    let _ = self.hand_over(&mut batch).await;
                     tracing::debug!(container = %self.shared.id, error = %e, "log stream: read failed");
                     return failed(ReadError::Transient);
                 }
             }
         }
-        batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+        if let Err(handed_back) = self.hand_over(&mut batch).await {
+            return handed_back;
+        }
         // Stopped when the request went out and still stopped, with the same start time: the
         // container did not run during the read, so the daemon sent its whole log.
         let stopped = |s: &RunState| !s.running || s.restarting;
@@ -300,7 +308,27 @@ impl Reader {
             Some(b) if stopped(&b) => self.run_state().await.is_some_and(|a| a == b),
             _ => false,
         };
-        self.end_of_stream(&mut decoder, stopped_throughout).await
+        self.end_of_stream(&mut decoder, stopped_throughout, batch.taken)
+            .await
+    }
+
+    /// Hands `batch` to the sink. If the sink could not take it (the reader was cancelled
+    /// while the sink was full), the machine's cursor returns to the last batch the sink took,
+    /// so that the next generation reads these lines again, and the reader must end.
+    async fn hand_over(&self, batch: &mut Batch<'_>) -> Result<(), Outcome> {
+        if batch.send(self).await {
+            return Ok(());
+        }
+        if !self
+            .shared
+            .machine()
+            .hand_back(self.generation, &batch.taken)
+        {
+            tracing::error!(container = %self.shared.id, generation = %self.generation, "lines the sink did not take could not be handed back");
+        }
+        Err(Outcome {
+            exit: ReaderExit::Cancelled,
+        })
     }
 
     /// Decodes one read's worth of bytes through the machine into `batch`.
@@ -360,8 +388,13 @@ impl Reader {
     }
 
     /// The stream ended cleanly: the machine decides what unfinished lines mean.
-    async fn end_of_stream(&self, decoder: &mut Decoder, stopped_throughout: bool) -> Outcome {
-        let mut batch = Batch::new(&self.shared.encoder);
+    async fn end_of_stream(
+        &self,
+        decoder: &mut Decoder,
+        stopped_throughout: bool,
+        taken: Cursor,
+    ) -> Outcome {
+        let mut batch = Batch::new(&self.shared.encoder, taken);
         {
             let now = self.clock.now();
             let mut m = self.shared.machine();
@@ -384,7 +417,9 @@ impl Reader {
             m.handle_end_of_stream(generation, stopped_throughout, &mut batch);
             batch.cursor = Some(m.cursor().clone());
         }
-        batch.send(&self.sink, &self.shared.id, &self.metrics).await;
+        if let Err(handed_back) = self.hand_over(&mut batch).await {
+            return handed_back;
+        }
         // Whether the container runs is not decided here: an inspect is only used to veto a
         // draining read's end (a start it shows did happen); the machine takes a stop as final
         // only from a `die` (see ContainerMachine's `stop_confirmed`).
@@ -435,44 +470,63 @@ enum Step {
 struct Batch<'a> {
     encoder: &'a crate::output::LineEncoder,
     bytes: Vec<u8>,
-    cursor: Option<capturer_core::Cursor>,
+    cursor: Option<Cursor>,
+    /// The cursor of the last batch the sink took (at first, the generation's own): where the
+    /// machine's cursor returns if a batch cannot be handed over.
+    taken: Cursor,
     lines: [u64; 3],
     duplicates: u64,
 }
 
 impl<'a> Batch<'a> {
-    fn new(encoder: &'a crate::output::LineEncoder) -> Batch<'a> {
+    fn new(encoder: &'a crate::output::LineEncoder, taken: Cursor) -> Batch<'a> {
         Batch {
             encoder,
             bytes: Vec::new(),
             cursor: None,
+            taken,
             lines: [0; 3],
             duplicates: 0,
         }
     }
 
-    /// Counts the lines and hands them to the sink with the cursor that covers them, waiting
-    /// while the sink is full; the batch is empty afterwards.
-    async fn send(&mut self, sink: &SinkSender, id: &Arc<str>, metrics: &Metrics) {
-        for s in Stream::ALL {
-            if self.lines[s.index()] > 0 {
-                metrics.add_lines(s, self.lines[s.index()]);
+    /// Hands the lines to the sink with the cursor that covers them, waiting while the sink is
+    /// full, and counts them; the batch is empty afterwards. False if the reader was cancelled
+    /// while it waited: the lines were dropped, and the caller must hand them back.
+    async fn send(&mut self, reader: &Reader) -> bool {
+        let cursor = self.cursor.take();
+        let lines = std::mem::take(&mut self.lines);
+        let duplicates = std::mem::take(&mut self.duplicates);
+        let taken = match cursor {
+            Some(cursor) if !self.bytes.is_empty() => {
+                let bytes = std::mem::take(&mut self.bytes);
+                let id = reader.shared.id.clone();
+                let sent = reader.sink.batch(id, bytes, cursor.clone(), &reader.cancel);
+                match sent.await {
+                    Handed::Taken => {
+                        self.taken = cursor;
+                        true
+                    }
+                    Handed::Cancelled => false,
+                    Handed::Gone => {
+                        tracing::error!(container = %reader.shared.id, "the sink is gone; lines not written");
+                        false
+                    }
+                }
+            }
+            _ => true,
+        };
+        if taken {
+            for s in Stream::ALL {
+                if lines[s.index()] > 0 {
+                    reader.metrics.add_lines(s, lines[s.index()]);
+                }
+            }
+            if duplicates > 0 {
+                reader.metrics.add_duplicates(duplicates);
             }
         }
-        if self.duplicates > 0 {
-            metrics.add_duplicates(self.duplicates);
-        }
-        self.lines = [0; 3];
-        self.duplicates = 0;
-        let cursor = self.cursor.take();
-        if self.bytes.is_empty() {
-            return;
-        }
-        let bytes = std::mem::take(&mut self.bytes);
-        let Some(cursor) = cursor else { return };
-        if !sink.batch(id.clone(), bytes, cursor).await {
-            tracing::error!(container = %id, "the sink is gone; lines not written");
-        }
+        taken
     }
 }
 

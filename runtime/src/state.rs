@@ -22,6 +22,28 @@ struct Saved {
     version: u32,
     container_id: String,
     cursor: Cursor,
+    /// Absent in files written before the sink recorded where its output stood.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Mark>,
+}
+
+/// Where a container's output stood when its cursor was persisted: the output file (by inode,
+/// which a rename keeps) and its length then. Recovery reads only what came after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The file's inode number.
+    pub file: u64,
+    /// Its length when the cursor was persisted: every line before it is covered.
+    pub len: u64,
+}
+
+/// A container's persisted cursor, and where its output stood then (for sinks that say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedCursor {
+    /// The cursor.
+    pub cursor: Cursor,
+    /// Where the output stood.
+    pub mark: Option<Mark>,
 }
 
 const VERSION: u32 = 1;
@@ -61,7 +83,7 @@ impl StateStore {
 
     /// Every saved cursor. Unreadable files are reported and skipped (their container starts
     /// over per `--from`), never fatal.
-    pub fn load_all(&self) -> io::Result<HashMap<String, Cursor>> {
+    pub fn load_all(&self) -> io::Result<HashMap<String, SavedCursor>> {
         let mut out = HashMap::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -73,7 +95,11 @@ impl StateStore {
                 .and_then(|b| serde_json::from_slice::<Saved>(&b).map_err(|e| e.to_string()))
             {
                 Ok(s) if s.version == VERSION => {
-                    out.insert(s.container_id, s.cursor);
+                    let saved = SavedCursor {
+                        cursor: s.cursor,
+                        mark: s.output,
+                    };
+                    out.insert(s.container_id, saved);
                 }
                 Ok(s) => {
                     tracing::warn!(path = %path.display(), version = s.version, "cursor file of an unknown version; ignored")
@@ -86,12 +112,13 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Replaces the cursor of `id` atomically and durably.
-    pub fn save(&self, id: &str, cursor: &Cursor) -> io::Result<()> {
+    /// Replaces the cursor of `id` (and where its output stood) atomically and durably.
+    pub fn save(&self, id: &str, cursor: &Cursor, mark: Option<Mark>) -> io::Result<()> {
         let saved = Saved {
             version: VERSION,
             container_id: id.to_owned(),
             cursor: cursor.clone(),
+            output: mark,
         };
         let bytes = serde_json::to_vec(&saved).map_err(io::Error::other)?;
         self.replace(&format!("{id}.json"), &bytes)
@@ -182,12 +209,25 @@ mod tests {
         let store = StateStore::open(&dir).unwrap();
         let mut c = Cursor::new(Timestamp(5), StreamSet::MULTIPLEXED);
         c.accept(Stream::Stderr, Timestamp(9));
-        store.save("abc", &c).unwrap();
+        let mark = Mark { file: 7, len: 99 };
+        store.save("abc", &c, Some(mark)).unwrap();
         std::fs::write(dir.join("junk.json"), b"{not json").unwrap();
         let all = store.load_all().unwrap();
         assert_eq!(all.len(), 1);
-        assert_eq!(all["abc"].position(Stream::Stderr).ts, Timestamp(9));
-        assert_eq!(all["abc"].since(), c.since());
+        assert_eq!(all["abc"].cursor.position(Stream::Stderr).ts, Timestamp(9));
+        assert_eq!(all["abc"].cursor.since(), c.since());
+        assert_eq!(all["abc"].mark, Some(mark));
+        // Written as before marks existed: no `output` key at all.
+        store.save("old", &c, None).unwrap();
+        let text = std::fs::read_to_string(dir.join("old.json")).unwrap();
+        assert!(!text.contains("output"), "{text}");
+        let old = store.load_all().unwrap().remove("old");
+        assert_eq!(
+            old.map(|o| o.mark),
+            Some(None),
+            "a file without a mark still loads"
+        );
+        store.remove("old").unwrap();
         store.remove("abc").unwrap();
         store.remove("abc").unwrap();
         assert!(store.load_all().unwrap().is_empty());

@@ -19,7 +19,7 @@ use capturer_core::discovery::{self, Admission, Listed};
 use capturer_core::scope::Scope;
 use capturer_core::{
     Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
-    ReadError, ReaderExit, Report, StreamSet, Timestamp,
+    ReadError, ReaderExit, Report, Stream, StreamSet, Timestamp,
 };
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::StreamExt;
@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock};
+use crate::config::SinkKind;
 use crate::config::{From, Settings};
 use crate::container::{Registry, Shared};
 use crate::docker::{self, ContainerMeta, Endpoint};
@@ -34,8 +35,9 @@ use crate::filter::{Filter, Subject};
 use crate::heartbeat::{self, Tick};
 use crate::metrics::Metrics;
 use crate::reader::{OutcomeSlot, Reader};
-use crate::sink::{SinkMsg, SinkSender};
-use crate::state::{StateStore, Watch};
+use crate::sink::{self, SinkMsg, SinkSender};
+use crate::state::Mark;
+use crate::state::{SavedCursor, StateStore, Watch};
 
 /// A scope that was closed and is being joined; resolves once it is empty.
 type JoinFuture = Pin<Box<dyn Future<Output = Joined> + Send>>;
@@ -85,7 +87,7 @@ pub struct Supervisor {
     filter: Filter,
     machine_config: Config,
     clock: Clock,
-    saved: HashMap<String, Cursor>,
+    saved: HashMap<String, SavedCursor>,
     /// When the capturer first started on this host, and when it was last known running.
     watch: Watch,
     store: StateStore,
@@ -432,14 +434,17 @@ impl Supervisor {
             self.ignored.insert(id);
             return None;
         }
-        let cursor = match self.saved.remove(&id) {
-            Some(c) if c.is_consistent() => c,
+        let saved = self.saved.remove(&id);
+        let mark = saved.as_ref().and_then(|s| s.mark);
+        let mut cursor = match saved {
+            Some(s) if s.cursor.is_consistent() => s.cursor,
             Some(_) => {
                 tracing::warn!(container = %id, "saved cursor is inconsistent; starting over");
                 self.fresh_cursor(&meta)
             }
             None => self.fresh_cursor(&meta),
         };
+        self.recover(&id, &mut cursor, mark);
         let mut config = self.machine_config.clone();
         config.backoff.jitter_seed = self.seed ^ fnv(&id);
         let machine = ContainerMachine::new(config, cursor.clone());
@@ -464,6 +469,37 @@ impl Supervisor {
             },
         );
         Some(key)
+    }
+
+    /// Raises `cursor` over what the sink's output holds beyond it (lines written after the
+    /// last checkpoint, before a crash), and cuts a torn last line. If the output cannot be
+    /// read back, the saved cursor is used as it is: a line twice is better than one lost.
+    fn recover(&self, id: &str, cursor: &mut Cursor, mark: Option<Mark>) {
+        if self.settings.sink != SinkKind::File {
+            return;
+        }
+        let streams = cursor.streams();
+        match sink::recover::recover(&self.settings.output, id, streams, mark) {
+            Ok(found) => {
+                if found.torn > 0 {
+                    tracing::warn!(container = %id, bytes = found.torn, "dropped a torn last line from the output (a crash in mid-write); it is read again");
+                }
+                let mut raised = Vec::new();
+                for s in Stream::ALL {
+                    if let Some(pos) = found.last[s.index()] {
+                        if cursor.recover(s, pos) {
+                            raised.push(s.as_str());
+                        }
+                    }
+                }
+                if !raised.is_empty() {
+                    tracing::info!(container = %id, streams = ?raised, read = found.read, "resuming after lines the output holds beyond the saved cursor");
+                }
+            }
+            Err(e) => {
+                tracing::error!(container = %id, output = %self.settings.output.display(), error = %e, "cannot read this container's output back; resuming from the saved cursor, so lines written after its last checkpoint may be written again");
+            }
+        }
     }
 
     fn selects(&self, meta: &ContainerMeta) -> bool {
@@ -685,7 +721,8 @@ impl Supervisor {
                 };
                 shared.encoder.encode(&mut bytes, &message, line.pos);
                 let cursor = shared.machine().cursor().clone();
-                let _ = self.sink.batch(id, bytes, cursor).await;
+                let never = CancellationToken::new();
+                let _ = self.sink.batch(id, bytes, cursor, &never).await;
             }
             Command::Checkpoint(cursor) => {
                 self.sink.control(SinkMsg::Checkpoint { id, cursor });

@@ -1,31 +1,40 @@
-//! The sink: writes batches of JSON lines, then persists the cursors they cover.
+//! The sink: takes batches of encoded lines with the cursor that covers them, delivers them to
+//! an [`Output`], and persists a cursor only once the output says its lines are durable.
 //!
 //! It runs on its own thread (file I/O blocks). Readers hand it batches through a channel
 //! bounded in BYTES ([`QUEUE_BYTES`]): when it falls behind, readers wait for room instead of
-//! memory growing. A batch carries the cursor that covers its lines; the sink records it as
-//! flushed once the bytes are written, and every `checkpoint_every` fsyncs the files that took
-//! data and then persists their cursors, so a persisted cursor never runs ahead of the lines on
-//! disk.
+//! memory growing, and a reader cancelled while it waits hands its lines back to its machine
+//! (they are read again) rather than holding a stop or a rotation.
+//!
+//! Durability flows one way (docs/durability.md): a batch is taken by the output and written;
+//! every `checkpoint_every` the output is synced (fsync, or a server's acknowledgement), and
+//! only then are the cursors of what it took persisted, each with the output's [`Mark`] so that
+//! recovery after a crash reads only what came after it ([`recover`]).
 //!
 //! When busy, the sink drains everything queued, writes it, then pauses [`PAUSE`] before
 //! looking again: batches pile up in the meantime without waking it, so a stream of small
 //! batches costs one wake-up per pause instead of one per batch (measured in
 //! `docs/benchmarks.md`: the wake-ups were a fifth of the capturer's CPU).
 
+pub mod file;
+mod pending;
+pub mod recover;
+mod retry;
+mod stdout;
+
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capturer_core::{Cursor, Timestamp};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::SinkKind;
 use crate::metrics::Metrics;
-use crate::state::StateStore;
+use crate::state::{Mark, StateStore};
 
 /// Bytes of batches in flight between the readers and the sink, at most.
 pub const QUEUE_BYTES: usize = 8 << 20;
@@ -35,6 +44,24 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// How long the sink lets batches pile up after a busy drain.
 const PAUSE: Duration = Duration::from_millis(2);
+
+/// What every sink does with lines; the delivery loop here does the rest (the queue, the
+/// cursors, the checkpoints). Errors are retried by the loop: an output keeps what it took
+/// until it is written.
+pub trait Output: Send {
+    /// Takes whole JSON lines of container `id`, to be written by the next `write`.
+    fn take(&mut self, id: &Arc<str>, bytes: Vec<u8>);
+    /// Writes what was taken. A failed write keeps the rest for the next call.
+    fn write(&mut self) -> io::Result<()>;
+    /// Makes everything taken durable (written and fsynced, or acknowledged by a server).
+    /// Only after it returns `Ok` are the cursors covering those lines persisted.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Where container `id`'s output stands now, persisted with its cursor (see [`Mark`]);
+    /// `None` for an output that cannot be read back.
+    fn mark(&self, id: &str) -> Option<Mark>;
+    /// The container is gone: write, sync and close what it has.
+    fn close(&mut self, id: &str) -> io::Result<()>;
+}
 
 /// A message to the sink.
 #[derive(Debug)]
@@ -47,7 +74,7 @@ pub enum SinkMsg {
         bytes: Vec<u8>,
         /// The cursor after the last of these lines.
         cursor: Cursor,
-        /// Its share of the byte budget, given back once written.
+        /// Its share of the byte budget, given back once taken by the output.
         room: OwnedSemaphorePermit,
     },
     /// The machine checkpointed: persist at the next tick (the lines sent before are covered).
@@ -57,7 +84,7 @@ pub enum SinkMsg {
         /// Its cursor.
         cursor: Cursor,
     },
-    /// The container is gone: close its file and delete its cursor.
+    /// The container is gone: close its output and delete its cursor.
     Forget {
         /// The container.
         id: Arc<str>,
@@ -65,6 +92,18 @@ pub enum SinkMsg {
     /// Write and persist everything before this, then end (even if a sender is still alive,
     /// as after a stop that timed out).
     Close,
+}
+
+/// What became of a batch offered to the sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// The sink has it.
+    Taken,
+    /// The reader was cancelled while the sink had no room: the batch was dropped, and its
+    /// lines must be handed back to the machine.
+    Cancelled,
+    /// The sink has ended.
+    Gone,
 }
 
 /// The way into the sink, shared by the readers and the supervisor.
@@ -76,22 +115,37 @@ pub struct SinkSender {
 }
 
 impl SinkSender {
-    /// Hands over a batch, first waiting for room in the byte budget. False if the sink is gone.
-    pub async fn batch(&self, id: Arc<str>, bytes: Vec<u8>, cursor: Cursor) -> bool {
+    /// Hands over a batch, first waiting for room in the byte budget, unless `cancel` fires
+    /// first.
+    pub async fn batch(
+        &self,
+        id: Arc<str>,
+        bytes: Vec<u8>,
+        cursor: Cursor,
+        cancel: &CancellationToken,
+    ) -> Handed {
         // The allocation is what the queue costs in memory, so that is what the budget counts.
         let want = bytes.capacity().clamp(1, QUEUE_BYTES) as u32;
-        let Ok(room) = self.room.clone().acquire_many_owned(want).await else {
-            return false;
+        let room = tokio::select! {
+            biased;
+            room = self.room.clone().acquire_many_owned(want) => room,
+            _ = cancel.cancelled() => return Handed::Cancelled,
+        };
+        let Ok(room) = room else {
+            return Handed::Gone;
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        self.tx
-            .send(SinkMsg::Batch {
-                id,
-                bytes,
-                cursor,
-                room,
-            })
-            .is_ok()
+        let msg = SinkMsg::Batch {
+            id,
+            bytes,
+            cursor,
+            room,
+        };
+        if self.tx.send(msg).is_ok() {
+            Handed::Taken
+        } else {
+            Handed::Gone
+        }
     }
 
     /// Hands over a control message (no lines), behind everything sent before it.
@@ -104,51 +158,47 @@ impl SinkSender {
 pub struct SinkHandle {
     /// Where to send.
     pub tx: SinkSender,
-    thread: std::thread::JoinHandle<io::Result<()>>,
+    done: std::sync::mpsc::Receiver<io::Result<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
+/// The sink did not finish within the time it was given.
+#[derive(Debug)]
+pub struct StillWriting;
+
 impl SinkHandle {
-    /// Has the sink write and persist everything sent so far, and waits for it to end.
-    /// Blocking: call it outside the async runtime.
-    pub fn finish(self) -> io::Result<()> {
-        // If the thread is gone already, join reports why.
+    /// Has the sink write and persist everything sent so far, and waits up to `limit` for it
+    /// to end. Blocking: call it outside the async runtime. On `StillWriting` the thread is
+    /// left as it is (stuck on a full disk or an unread pipe): what it had not made durable
+    /// has no persisted cursor, so the next start reads it again.
+    pub fn finish(self, limit: Duration) -> Result<io::Result<()>, StillWriting> {
         self.tx.control(SinkMsg::Close);
         drop(self.tx);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the sink thread panicked")))
+        match self.done.recv_timeout(limit) {
+            Ok(result) => {
+                let _ = self.thread.join();
+                Ok(result)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StillWriting),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = self.thread.join();
+                Ok(Err(io::Error::other("the sink thread panicked")))
+            }
+        }
     }
 }
 
-/// Where the bytes go.
-enum Out {
-    Files {
-        dir: PathBuf,
-        max_size: u64,
-        open: HashMap<Arc<str>, OpenFile>,
-    },
-    Stdout(io::BufWriter<io::Stdout>),
-}
-
-struct OpenFile {
-    file: File,
-    size: u64,
-    unsynced: bool,
-    /// Batches handled since the last drain ended, written in one go (one `writev`) then.
-    pending: Vec<Vec<u8>>,
-    /// Bytes of `pending`'s first batch already written (a write stopped inside it).
-    written: usize,
-}
-
-/// Per container: the last cursor whose lines are written, and the last one persisted.
+/// Per container: the last cursor whose lines the output took, and the last one persisted.
 #[derive(Default)]
 struct Positions {
-    flushed: Option<Cursor>,
+    taken: Option<Cursor>,
     persisted: Option<Cursor>,
 }
 
-struct Sink {
-    out: Out,
+/// The delivery loop's state.
+struct Delivery {
+    out: Box<dyn Output>,
+    retry: retry::Retry,
     store: StateStore,
     positions: HashMap<Arc<str>, Positions>,
     metrics: Arc<Metrics>,
@@ -160,46 +210,43 @@ struct Sink {
 /// Starts the sink thread.
 pub fn spawn(
     kind: SinkKind,
-    dir: PathBuf,
+    dir: std::path::PathBuf,
     max_size: u64,
     store: StateStore,
     checkpoint_every: Duration,
     metrics: Arc<Metrics>,
     watermark: Timestamp,
 ) -> io::Result<SinkHandle> {
-    let out = match kind {
-        SinkKind::File => {
-            fs::create_dir_all(&dir)?;
-            Out::Files {
-                dir,
-                max_size,
-                open: HashMap::new(),
-            }
-        }
-        SinkKind::Stdout => Out::Stdout(io::BufWriter::with_capacity(BATCH_BYTES, io::stdout())),
+    let out: Box<dyn Output> = match kind {
+        SinkKind::File => Box::new(file::FileOutput::new(dir, max_size)?),
+        SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    let sink = Sink {
+    let delivery = Delivery {
         out,
+        retry: retry::Retry::new(metrics.clone()),
         store,
         positions: HashMap::new(),
         metrics,
         queued: queued.clone(),
         watermark,
     };
+    let (done_tx, done) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("sink".into())
-        .spawn(move || sink.run(rx, checkpoint_every))?;
+        .spawn(move || {
+            let _ = done_tx.send(delivery.run(rx, checkpoint_every));
+        })?;
     let tx = SinkSender {
         tx,
         room: Arc::new(Semaphore::new(QUEUE_BYTES)),
         queued,
     };
-    Ok(SinkHandle { tx, thread })
+    Ok(SinkHandle { tx, done, thread })
 }
 
-impl Sink {
+impl Delivery {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<SinkMsg>, every: Duration) -> io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -233,7 +280,8 @@ impl Sink {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
-            self.write_out();
+            let out = &mut self.out;
+            self.retry.run("write", || out.write());
             self.metrics
                 .set_queue_depth(self.queued.load(Ordering::Relaxed));
             if Instant::now() >= next_checkpoint {
@@ -245,7 +293,6 @@ impl Sink {
                 std::thread::sleep(PAUSE);
             }
         }
-        self.write_out();
         self.checkpoint();
         Ok(())
     }
@@ -259,35 +306,18 @@ impl Sink {
                 room,
             } => {
                 self.metrics.add_bytes(bytes.len() as u64);
-                retry("open the output", || self.open(&id));
-                match &mut self.out {
-                    Out::Stdout(out) => retry("write to standard output", || out.write_all(&bytes)),
-                    Out::Files { open, .. } => {
-                        if let Some(f) = open.get_mut(&id) {
-                            f.pending.push(bytes);
-                        }
-                    }
-                }
+                self.out.take(&id, bytes);
                 drop(room);
                 self.queued.fetch_sub(1, Ordering::Relaxed);
-                self.positions.entry(id).or_default().flushed = Some(cursor);
+                self.positions.entry(id).or_default().taken = Some(cursor);
             }
             SinkMsg::Checkpoint { id, cursor } => {
-                self.positions.entry(id).or_default().flushed = Some(cursor);
+                self.positions.entry(id).or_default().taken = Some(cursor);
             }
             SinkMsg::Close => {}
             SinkMsg::Forget { id } => {
-                if let Out::Files {
-                    dir,
-                    max_size,
-                    open,
-                } = &mut self.out
-                {
-                    if let Some(mut f) = open.remove(&id) {
-                        retry("write", || write_file(dir, &id, *max_size, &mut f));
-                        retry("sync", || f.file.sync_data());
-                    }
-                }
+                let out = &mut self.out;
+                self.retry.run("close an output", || out.close(&id));
                 self.positions.remove(&id);
                 if let Err(e) = self.store.remove(&id) {
                     tracing::warn!(container = %id, error = %e, "could not delete the cursor of a removed container");
@@ -296,133 +326,29 @@ impl Sink {
         }
     }
 
-    /// Opens the container's output file if it is not open yet (nothing to do for stdout).
-    fn open(&mut self, id: &str) -> io::Result<()> {
-        if let Out::Files { dir, open, .. } = &mut self.out {
-            if !open.contains_key(id) {
-                let path = dir.join(format!("{id}.jsonl"));
-                let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                let size = file.metadata()?.len();
-                open.insert(
-                    Arc::from(id),
-                    OpenFile {
-                        file,
-                        size,
-                        unsynced: false,
-                        pending: Vec::new(),
-                        written: 0,
-                    },
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes what the drain gathered: one write per file, rotating a file that would grow
-    /// past the size limit first.
-    fn write_out(&mut self) {
-        match &mut self.out {
-            Out::Stdout(out) => retry("write to standard output", || out.flush()),
-            Out::Files {
-                dir,
-                max_size,
-                open,
-            } => {
-                for (id, f) in open.iter_mut().filter(|(_, f)| !f.pending.is_empty()) {
-                    retry("write", || write_file(dir, id, *max_size, f));
-                }
-            }
-        }
-    }
-
-    /// Fsyncs the files that took data, then persists every cursor that moved.
+    /// Makes everything taken durable, then persists every cursor that moved, with the mark of
+    /// where its output stands: a persisted cursor never runs ahead of durable lines.
     fn checkpoint(&mut self) {
-        self.write_out();
-        if let Out::Files { open, .. } = &mut self.out {
-            for f in open.values_mut().filter(|f| f.unsynced) {
-                retry("sync", || f.file.sync_data());
-                f.unsynced = false;
-            }
-        }
+        let out = &mut self.out;
+        self.retry.run("sync", || out.sync());
         for (id, p) in &mut self.positions {
-            if p.flushed.is_some() && p.flushed != p.persisted {
-                if let Some(c) = &p.flushed {
-                    retry("persist a cursor", || self.store.save(id, c));
+            if p.taken.is_some() && p.taken != p.persisted {
+                if let Some(c) = &p.taken {
+                    let mark = self.out.mark(id);
+                    let store = &self.store;
+                    self.retry
+                        .run("persist a cursor", || store.save(id, c, mark));
                 }
-                p.persisted = p.flushed.clone();
+                p.persisted = p.taken.clone();
             }
         }
         // The capturer runs at least until now: what starts after this and is gone by the next
         // start was missed.
         let alive = crate::clock::wall_now();
         let watermark = self.watermark;
-        retry("persist the watermark", || {
-            self.store.save_watch(watermark, alive)
+        let store = &self.store;
+        self.retry.run("persist the watermark", || {
+            store.save_watch(watermark, alive)
         });
-    }
-}
-
-/// Writes a file's pending batches with one `writev` (or as few as the kernel allows),
-/// rotating the file first if they would take it past `max_size`.
-fn write_file(dir: &Path, id: &str, max_size: u64, f: &mut OpenFile) -> io::Result<()> {
-    if f.pending.is_empty() {
-        return Ok(());
-    }
-    let total: usize = f.pending.iter().map(Vec::len).sum::<usize>() - f.written;
-    // Rotate only between whole writes: after a partial one, the rest of its line comes next.
-    if f.written == 0 && f.size > 0 && f.size + total as u64 > max_size {
-        f.file.sync_data()?;
-        let current = dir.join(format!("{id}.jsonl"));
-        let mut n = 1;
-        while dir.join(format!("{id}.jsonl.{n}")).exists() {
-            n += 1;
-        }
-        fs::rename(&current, dir.join(format!("{id}.jsonl.{n}")))?;
-        f.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&current)?;
-        f.size = 0;
-    }
-    while !f.pending.is_empty() {
-        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&f.pending[0][f.written..])
-            .chain(f.pending[1..].iter().map(Vec::as_slice))
-            .take(1024)
-            .map(io::IoSlice::new)
-            .collect();
-        let n = match f.file.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        f.size += n as u64;
-        f.unsynced = true;
-        // What was written is not written again if the rest fails.
-        let mut done = n + f.written;
-        let mut whole = 0;
-        while whole < f.pending.len() && done >= f.pending[whole].len() {
-            done -= f.pending[whole].len();
-            whole += 1;
-        }
-        f.pending.drain(..whole);
-        f.written = done;
-    }
-    Ok(())
-}
-
-/// Repeats `op` until it succeeds: the sink never drops what it was given. While it fails,
-/// the queue fills and the readers wait.
-fn retry(what: &str, mut op: impl FnMut() -> io::Result<()>) {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match op() {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "sink could not {what}; retrying in {wait:?}");
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }
