@@ -93,11 +93,25 @@ fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Escapes `bytes` as the inside of a JSON string; invalid UTF-8 becomes U+FFFD.
+///
+/// One pass for ASCII, which most log lines are: the scan stops at bytes to escape and at the
+/// first non-ASCII byte, and only from there is the rest validated as UTF-8.
 fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => escape_str(out, s),
-        Err(_) => escape_str(out, &String::from_utf8_lossy(bytes)),
+    let mut start = 0;
+    while let Some(i) = bytes[start..].iter().position(|&b| STOPS[usize::from(b)]) {
+        let i = start + i;
+        out.extend_from_slice(&bytes[start..i]);
+        if bytes[i] >= 0x80 {
+            match std::str::from_utf8(&bytes[i..]) {
+                Ok(rest) => escape_str(out, rest),
+                Err(_) => escape_str(out, &String::from_utf8_lossy(&bytes[i..])),
+            }
+            return;
+        }
+        escape_byte(out, bytes[i]);
+        start = i + 1;
     }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// Bytes that a JSON string cannot hold as they are.
@@ -114,8 +128,38 @@ const NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
-fn escape_str(out: &mut Vec<u8>, s: &str) {
+/// Where the ASCII scan of [`escape`] stops: a byte to escape, or one that is not ASCII.
+const STOPS: [bool; 256] = {
+    let mut t = NEEDS_ESCAPE;
+    let mut b = 0x80;
+    while b < 0x100 {
+        t[b] = true;
+        b += 1;
+    }
+    t
+};
+
+fn escape_byte(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        b => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]),
+    }
+}
+
+/// Escapes valid UTF-8 (multi-byte characters are copied as they are).
+fn escape_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     // Copy the runs between escapes whole: most lines have none.
@@ -125,21 +169,7 @@ fn escape_str(out: &mut Vec<u8>, s: &str) {
     {
         let i = start + i;
         out.extend_from_slice(&bytes[start..i]);
-        match bytes[i] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]),
-        }
+        escape_byte(out, bytes[i]);
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
@@ -206,6 +236,22 @@ mod tests {
                 }
             ))
         );
+    }
+
+    #[test]
+    fn escapes_after_the_first_non_ascii_byte_too() {
+        for (raw, text) in [
+            (&b"caf\xc3\xa9 \"q\"\n\x01"[..], "café \"q\"\n\u{1}"),
+            (b"\xff\"\\", "\u{fffd}\"\\"),
+            (b"plain", "plain"),
+            (b"\x7f\xe2\x82\xac\t", "\u{7f}€\t"),
+        ] {
+            let mut out = b"\"".to_vec();
+            escape(&mut out, raw);
+            out.push(b'"');
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, text, "{:?}", String::from_utf8_lossy(&out));
+        }
     }
 
     #[test]
