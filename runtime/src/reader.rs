@@ -3,8 +3,9 @@
 //!
 //! The task holds its generation scope's guard for its whole life; the supervisor observes the
 //! exit by joining that scope, and only then tells the machine. Lines are handed to the sink
-//! before the task ends, and a batch whose lines the cursor has accepted is always sent, even
-//! when the reader is being cancelled: dropping it would lose them.
+//! before the task ends. A reader cancelled while the sink has no room does not wait: it drops
+//! its batch and returns the machine's cursor to the last batch the sink took
+//! (`ContainerMachine::hand_back`), so the next generation reads those lines again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
