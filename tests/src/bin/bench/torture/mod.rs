@@ -58,7 +58,6 @@ mod daemon;
 mod guest;
 mod oracle;
 mod plan;
-mod rng;
 mod round;
 mod script;
 mod verdict;

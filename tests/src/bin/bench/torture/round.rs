@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use capturer_tests::capturer::Capturer;
+use capturer_tests::rng::Rng;
 
 use super::capturer::KillMark;
 use super::daemon::Bed;
 use super::guest::Guest;
 use super::oracle::Tally;
-use super::rng::Rng;
 use super::since_epoch;
 
 /// At most this many containers of a round run at once.
