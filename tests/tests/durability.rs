@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use capturer_core::Timestamp;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Lenient, Record};
 use capturer_tests::exact::{
-    assert_exactly_once, assert_stopped_cleanly, label, numbered, spec, tail, wait_until,
+    assert_exactly_once, assert_stopped_cleanly, duplicates, label, numbered, spec, tail,
+    wait_until,
 };
 use capturer_tests::rng::Rng;
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
@@ -76,13 +77,13 @@ async fn sigkills_at_random_moments_during_fast_writers_lose_nothing_and_duplica
     let mut rng = Rng::new(seed);
     let (sel, labels) = label("d1");
     let began = Instant::now();
-    // A stream reopened every 100 ms, an output file rotated every 200 or so records: a kill
-    // falls inside either often.
+    // A stream reopened every 100 ms, an output file rotated every few hundred records: kills
+    // fall inside both often.
     let flags = ["--rotate-every", "100ms", "--max-file-size", "48KiB"];
     let mut cap = Capturer::start("d1", &sel, &flags);
-    // Each writer writes bursts of 40 lines per stream at full speed (some stdout and stderr
-    // lines share a nanosecond), 10 ms apart, until the test creates /gate/stop: every kill
-    // comes while they write, however slow the machine.
+    // Each writer writes bursts of 40 lines per stream at full speed, stdout and stderr
+    // interleaved (a pair may share its nanosecond), 10 ms apart, about 6,000 lines/s, until
+    // the test creates /gate/stop: every kill comes while they write, however slow the machine.
     let gate = cap.output.join("gate");
     std::fs::create_dir_all(&gate).expect("create the gate directory");
     let mut ids = Vec::new();
@@ -133,7 +134,7 @@ async fn sigkills_at_random_moments_during_fast_writers_lose_nothing_and_duplica
             truth.len(),
             read.records.len(),
             cap.files(id).len(),
-            capturer_tests::exact::duplicates(&read.records).len(),
+            duplicates(&read.records).len(),
             read.torn
         );
     }
