@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,9 @@ pub struct Capturer {
     args: Vec<String>,
     log: PathBuf,
     starts: u32,
+    /// Standard output to a pipe (kept in `stdout`) instead of [`Capturer::stdout_path`].
+    pipe_stdout: bool,
+    stdout: Option<ChildStdout>,
 }
 
 impl Capturer {
@@ -110,13 +113,23 @@ impl Capturer {
         extra: &[&str],
         state: &[(String, String)],
     ) -> Capturer {
+        let mut c = Capturer::prepare(name, label, extra);
+        for (id, contents) in state {
+            std::fs::write(c.state_dir().join(format!("{id}.json")), contents)
+                .expect("write a cursor");
+        }
+        c.spawn();
+        c
+    }
+
+    /// Like `start`, but not started yet: its directories exist (emptied), and
+    /// [`Capturer::restart`] starts it. For a test that prepares the output directory first
+    /// (mounts a file system on it, say).
+    pub fn prepare(name: &str, label: &str, extra: &[&str]) -> Capturer {
         let output = std::env::temp_dir().join(format!("lc-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&output);
         let state_dir = output.join("out").join(".state");
         std::fs::create_dir_all(&state_dir).expect("create the output directory");
-        for (id, contents) in state {
-            std::fs::write(state_dir.join(format!("{id}.json")), contents).expect("write a cursor");
-        }
         let metrics = free_addr();
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -129,16 +142,16 @@ impl Capturer {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = output.join("capturer.log");
-        let mut c = Capturer {
+        Capturer {
             child: None,
             output,
             metrics,
             args,
             log,
             starts: 0,
-        };
-        c.spawn();
-        c
+            pipe_stdout: false,
+            stdout: None,
+        }
     }
 
     fn spawn(&mut self) {
@@ -148,18 +161,24 @@ impl Capturer {
             .append(true)
             .open(&self.log)
             .expect("open the capturer log");
-        let stdout = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stdout_path())
-            .expect("open the capturer's stdout file");
-        let child = Command::new(binary())
+        let stdout = if self.pipe_stdout {
+            Stdio::piped()
+        } else {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.stdout_path())
+                .expect("open the capturer's stdout file")
+                .into()
+        };
+        let mut child = Command::new(binary())
             .args(&self.args)
             .env("LOG_CAPTURER_LOG", "info")
             .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("start log-capturer");
+        self.stdout = child.stdout.take();
         self.child = Some(child);
         self.wait_ready();
     }
@@ -186,10 +205,23 @@ impl Capturer {
         panic!("log-capturer did not come up:\n{}", self.log_text());
     }
 
-    /// Starts it again with the same settings (same output and state).
+    /// Starts it again with the same settings (same output and state); or for the first time,
+    /// after [`Capturer::prepare`].
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
         self.spawn();
+    }
+
+    /// From the next start on: standard output to a pipe, which nobody reads until the test
+    /// takes it ([`Capturer::take_stdout`]); or (`false`) appended to
+    /// [`Capturer::stdout_path`] again.
+    pub fn pipe_stdout(&mut self, pipe: bool) {
+        self.pipe_stdout = pipe;
+    }
+
+    /// The read end of the standard output pipe of the last start, if it went to a pipe.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
     }
 
     /// The capturer's process id.
@@ -214,20 +246,38 @@ impl Capturer {
         self.wait_exit(Duration::from_secs(10));
     }
 
+    /// Sends SIGTERM and waits at most `limit` for it to exit: its status and how long it
+    /// took, or `None` if it did not exit in time (it is SIGKILLed then, so a test that found
+    /// it hanging fails at once instead of hanging too).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let began = Instant::now();
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let status = self.try_wait_exit(limit)?;
+        Some((status, began.elapsed()))
+    }
+
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        self.try_wait_exit(limit).unwrap_or_else(|| {
+            panic!(
+                "log-capturer did not exit within {limit:?}:\n{}",
+                self.log_text()
+            )
+        })
+    }
+
+    /// Waits at most `limit` for the process to exit; if it does not, SIGKILLs and reaps it.
+    fn try_wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take().expect("capturer running");
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().expect("wait for log-capturer") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "log-capturer did not exit within {limit:?}:\n{}",
-                    self.log_text()
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -286,7 +336,7 @@ impl Capturer {
     }
 
     /// The capture files of `container_id`, in order (rotated files first).
-    fn files(&self, container_id: &str) -> Vec<PathBuf> {
+    pub fn files(&self, container_id: &str) -> Vec<PathBuf> {
         let dir = self.output.join("out");
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
             .map(|rd| {
@@ -330,31 +380,10 @@ impl Capturer {
     /// is counted, and the last record that starts inside it is kept; bytes after the last
     /// newline (a write in progress, or a fragment) are counted, not parsed.
     pub fn records_lenient(&self, container_id: &str) -> Lenient {
-        const START: &str = "{\"container_id\":";
         let mut out = Lenient::default();
         for path in self.files(container_id) {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let Some((whole, tail)) = text.rsplit_once('\n') else {
-                out.unterminated += text.len();
-                continue;
-            };
-            out.unterminated += tail.len();
-            for line in whole.split('\n') {
-                let parsed = serde_json::from_str::<serde_json::Value>(line).ok();
-                match parsed.as_ref().and_then(record) {
-                    Some(r) => out.records.push(r),
-                    None => {
-                        out.torn += 1;
-                        let last = line.rfind(START).and_then(|at| {
-                            let v = serde_json::from_str::<serde_json::Value>(&line[at..]).ok()?;
-                            record(&v)
-                        });
-                        out.records.extend(last);
-                    }
-                }
+            if let Ok(bytes) = std::fs::read(&path) {
+                out.add(&bytes);
             }
         }
         out
@@ -402,6 +431,42 @@ pub struct Lenient {
     pub torn: usize,
     /// Bytes after the last newline of a file.
     pub unterminated: usize,
+}
+
+impl Lenient {
+    /// Reads one file's (or one pipe's) JSON lines, as [`Capturer::records_lenient`] does.
+    pub fn read(bytes: &[u8]) -> Lenient {
+        let mut out = Lenient::default();
+        out.add(bytes);
+        out
+    }
+
+    /// Adds what `bytes` hold: a line that is not one record is counted as torn and the last
+    /// record that starts inside it is kept; bytes after the last newline are counted, not
+    /// parsed.
+    pub fn add(&mut self, bytes: &[u8]) {
+        const START: &str = "{\"container_id\":";
+        let text = String::from_utf8_lossy(bytes);
+        let Some((whole, tail)) = text.rsplit_once('\n') else {
+            self.unterminated += text.len();
+            return;
+        };
+        self.unterminated += tail.len();
+        for line in whole.split('\n') {
+            let parsed = serde_json::from_str::<serde_json::Value>(line).ok();
+            match parsed.as_ref().and_then(record) {
+                Some(r) => self.records.push(r),
+                None => {
+                    self.torn += 1;
+                    let last = line.rfind(START).and_then(|at| {
+                        let v = serde_json::from_str::<serde_json::Value>(&line[at..]).ok()?;
+                        record(&v)
+                    });
+                    self.records.extend(last);
+                }
+            }
+        }
+    }
 }
 
 /// One record from its JSON object; `None` if a field is missing or mistyped.

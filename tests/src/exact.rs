@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::capturer::{Capturer, Record};
+use crate::capturer::{Capturer, Lenient, Record};
 use crate::{DaemonLine, Spec};
 
 /// The label key of end-to-end test containers (`scripts/test.sh` removes leftovers by it).
@@ -149,4 +149,44 @@ pub fn position_faults(records: &[Record]) -> Vec<String> {
         }
     }
     faults
+}
+
+/// Every copy after the first of a line: a record whose stream and position came before.
+pub fn duplicates(records: &[Record]) -> Vec<&Record> {
+    let mut seen = std::collections::HashSet::new();
+    records
+        .iter()
+        .filter(|r| !seen.insert((r.stream.as_str(), r.pos.as_str())))
+        .collect()
+}
+
+/// Asserts that `read` holds each of the daemon's lines `truth` exactly once: no torn line and
+/// nothing after the last newline, no line twice (same stream and position, across every
+/// output file), positions consistent ([`position_faults`]), and then [`assert_same`].
+/// `context` says what the capture went through (e.g. `after 21 SIGKILLs`); the failure names
+/// the figures, e.g. `after 21 SIGKILLs: 5400 duplicates, 19 torn lines`.
+pub fn assert_exactly_once(truth: &[DaemonLine], read: &Lenient, cap: &Capturer, context: &str) {
+    let twice = duplicates(&read.records);
+    let faults = position_faults(&read.records);
+    if !twice.is_empty() || read.torn > 0 || read.unterminated > 0 || !faults.is_empty() {
+        panic!(
+            "{context}: {} duplicates among {} records (the daemon has {} lines), {} torn lines, {} bytes after the last newline, {} position faults; first duplicate: {:?}; first position fault: {:?}\n--- capturer log (last 40 lines) ---\n{}",
+            twice.len(),
+            read.records.len(),
+            truth.len(),
+            read.torn,
+            read.unterminated,
+            faults.len(),
+            twice.first().map(|r| (&r.stream, &r.pos, &r.message)),
+            faults.first(),
+            tail(&cap.log_text(), 40),
+        );
+    }
+    assert_same(truth, &read.records, cap);
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -3,10 +3,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use capturer_core::Timestamp;
 use capturer_tests::capturer::Record;
 
-use super::capturer::KillMark;
 use super::guest::Guest;
 
 /// A container's streams, in the order of a cursor's positions.
@@ -19,10 +17,8 @@ pub(super) struct Tally {
     pub(super) expected: usize,
     /// Expected, never captured.
     pub(super) lost: usize,
-    /// Captured again.
+    /// Captured again: never allowed, SIGKILL or not (a start recovers from its output).
     pub(super) duplicated: usize,
-    /// Of those, explained by a SIGKILL.
-    pub(super) explained: usize,
     /// Captured after a line that comes later.
     pub(super) reordered: usize,
     /// Captured, but not a line any container wrote (or not as it wrote it).
@@ -33,27 +29,23 @@ pub(super) struct Tally {
     /// rotating its file, which no reader can tell from a line's own repeated content
     /// (`docs/daemon.md`); counted and reported, not a failure.
     pub(super) resent_parts: usize,
-    /// The oldest explained duplicate: how long before its SIGKILL it was stamped.
-    pub(super) oldest_duplicate_ns: u64,
 }
 
 impl Tally {
-    /// Adds another's counts (and keeps the oldest duplicate of both).
+    /// Adds another's counts.
     pub(super) fn add(&mut self, o: &Tally) {
         self.expected += o.expected;
         self.lost += o.lost;
         self.duplicated += o.duplicated;
-        self.explained += o.explained;
         self.reordered += o.reordered;
         self.unexpected += o.unexpected;
         self.torn += o.torn;
         self.resent_parts += o.resent_parts;
-        self.oldest_duplicate_ns = self.oldest_duplicate_ns.max(o.oldest_duplicate_ns);
     }
 
-    /// Anything lost, reordered, unexpected, or duplicated without a SIGKILL to explain it.
+    /// Anything lost, duplicated, reordered or unexpected.
     pub(super) fn failed(&self) -> bool {
-        self.lost + self.reordered + self.unexpected + (self.duplicated - self.explained) > 0
+        self.lost + self.duplicated + self.reordered + self.unexpected > 0
     }
 }
 
@@ -147,12 +139,12 @@ impl StreamCheck {
     pub(super) fn describe(&self) -> String {
         let t = &self.tally;
         let mut s = format!(
-            "{} expected, {} lost, {} duplicated ({} after a SIGKILL), {} reordered, {} unexpected",
-            t.expected, t.lost, t.duplicated, t.explained, t.reordered, t.unexpected
+            "{} expected, {} lost, {} duplicated, {} reordered, {} unexpected",
+            t.expected, t.lost, t.duplicated, t.reordered, t.unexpected
         );
         for (what, line) in [
             ("first lost", &self.first_lost),
-            ("first unexplained duplicate", &self.first_duplicate),
+            ("first duplicate", &self.first_duplicate),
             ("first reordered", &self.first_reordered),
             ("first unexpected", &self.first_unexpected),
             ("first difference", &self.first_difference),
@@ -208,15 +200,9 @@ fn one_part_doubled(want: &str, got: &str) -> bool {
 }
 
 /// Compares what was captured of one stream of `g` with what must be.
-pub(super) fn compare_stream(
-    g: &Guest,
-    stream: &str,
-    records: &[Record],
-    marks: &[KillMark],
-) -> StreamCheck {
+pub(super) fn compare_stream(g: &Guest, stream: &str, records: &[Record]) -> StreamCheck {
     let want = wanted(g, stream);
     let at: HashMap<&Key, usize> = want.iter().enumerate().map(|(i, w)| (&w.key, i)).collect();
-    let stream_index = STREAMS.iter().position(|s| *s == stream).unwrap_or(2);
     let mut check = StreamCheck {
         tally: Tally {
             expected: want.len(),
@@ -259,25 +245,9 @@ pub(super) fn compare_stream(
         };
         if let Some(first) = first_at[i] {
             check.tally.duplicated += 1;
-            let ts = Timestamp::parse_rfc3339(r.ts.as_bytes()).map_or(0, |t| t.0);
-            // The kill that explains it: the first copy before the cut, the second after, and
-            // not before the cursor persisted then (a restart replays from there). How far
-            // back that cursor may be is checked at the kill (`Round::kill_mark`, capturer.rs).
-            let age = marks
-                .iter()
-                .filter(|m| {
-                    let cut = m.records.get(&g.id).copied().unwrap_or(0);
-                    let persisted = m.persisted.get(&g.id).map_or(0, |p| p[stream_index]);
-                    first < cut && cut <= p && ts >= persisted
-                })
-                .map(|m| m.at_ns.saturating_sub(ts))
-                .min();
-            if let Some(age) = age {
-                check.tally.explained += 1;
-                check.tally.oldest_duplicate_ns = check.tally.oldest_duplicate_ns.max(age);
-            } else {
-                check.first_duplicate.get_or_insert_with(|| show(r));
-            }
+            check
+                .first_duplicate
+                .get_or_insert_with(|| format!("{} (records {first} and {p})", show(r)));
             continue;
         }
         first_at[i] = Some(p);

@@ -1,6 +1,7 @@
 //! What each container of a round is, planned from the seed: how it logs, and its program.
 
-use super::rng::Rng;
+use capturer_tests::rng::Rng;
+
 use super::script::{random_streams, Script};
 
 /// A rotated log keeps at least this many seconds of its container's fastest writing. The

@@ -1,17 +1,15 @@
 //! A round: its state, its trace, and its chaos (random actions until the chaos ends).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use capturer_tests::capturer::Capturer;
+use capturer_tests::rng::Rng;
 
-use super::capturer::KillMark;
 use super::daemon::Bed;
 use super::guest::Guest;
 use super::oracle::Tally;
-use super::rng::Rng;
 use super::since_epoch;
 
 /// At most this many containers of a round run at once.
@@ -88,18 +86,12 @@ pub(super) struct Round {
     pub(super) cap: Option<Capturer>,
     /// Whether its process runs now.
     pub(super) cap_up: bool,
-    /// When the running capturer process started.
-    pub(super) cap_started: Instant,
-    /// The size of each container's output then.
-    pub(super) start_sizes: HashMap<String, u64>,
     /// The capturer's output directory (also holds the trace and the truth on failure).
     pub(super) output: PathBuf,
     /// The containers spawned, in order (`c<idx>` is `guests[idx]`).
     pub(super) guests: Vec<Guest>,
     /// Actions scheduled for later, with their time.
     pub(super) later: Vec<(Instant, Later)>,
-    /// What each SIGKILL of the capturer left.
-    pub(super) marks: Vec<KillMark>,
     /// Lines the round's programs may write at most, so far (against [`LINE_BUDGET`]).
     pub(super) planned_lines: f64,
     /// Container restarts, stop-starts and kill-starts.
@@ -157,13 +149,10 @@ impl Round {
             quiet,
             cap: None,
             cap_up: false,
-            cap_started: Instant::now(),
-            start_sizes: HashMap::new(),
             output: std::env::temp_dir()
                 .join(format!("lc-e2e-torture-{seed}-{}", std::process::id())),
             guests: Vec::new(),
             later: Vec::new(),
-            marks: Vec::new(),
             planned_lines: 0.0,
             restarts: 0,
             kills: 0,

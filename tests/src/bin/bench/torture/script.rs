@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::rng::Rng;
+use capturer_tests::rng::Rng;
 
 /// Which streams a burst writes.
 #[derive(Clone, Copy, Debug)]

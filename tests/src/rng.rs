@@ -1,11 +1,11 @@
-//! A small seeded random generator.
+//! A small seeded random generator, for tests and benches that must replay a run from its seed.
 
 /// SplitMix64: the same numbers from the same seed, everywhere.
-pub(super) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     /// A generator whose numbers depend only on `seed`.
-    pub(super) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x5EED_1E55_C0FF_EE00)
     }
 
@@ -19,27 +19,27 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi`.
-    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
 
     /// Uniform in `[0, 1)`.
-    pub(super) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// True with probability `p`.
-    pub(super) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
 
     /// Log-uniform in `[lo, hi)`: as many small values as large ones, per decade.
-    pub(super) fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
+    pub fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo * (hi / lo).powf(self.unit())
     }
 
     /// One of `items`, uniformly.
-    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.next() as usize % items.len()]
     }
 }
