@@ -72,6 +72,13 @@ impl StateStore {
     /// The store under `dir`, created if missing.
     pub fn open(dir: &Path) -> io::Result<StateStore> {
         fs::create_dir_all(dir)?;
+        // A crash between a temporary file's creation and its rename leaves it behind.
+        for entry in fs::read_dir(dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = fs::remove_file(path);
+            }
+        }
         Ok(StateStore {
             dir: dir.to_owned(),
         })
@@ -126,7 +133,11 @@ impl StateStore {
 
     /// Writes `name` through a temporary file, fsync, rename, fsync of the directory.
     fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        // A name of its own per write: a stop that gives up persists from another thread than
+        // the sink's, which may still be writing the same cursor.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!(".{name}.{n}.tmp"));
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -9,6 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use capturer_core::Cursor;
+
 use super::pending::Pending;
 use super::Output;
 use crate::state::Mark;
@@ -72,7 +74,7 @@ impl FileOutput {
 }
 
 impl Output for FileOutput {
-    fn take(&mut self, id: &Arc<str>, bytes: Vec<u8>) {
+    fn take(&mut self, id: &Arc<str>, bytes: Vec<u8>, _cursor: &Cursor) {
         self.files
             .entry(id.clone())
             .or_default()

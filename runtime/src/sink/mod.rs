@@ -49,8 +49,9 @@ const PAUSE: Duration = Duration::from_millis(2);
 /// cursors, the checkpoints). Errors are retried by the loop: an output keeps what it took
 /// until it is written.
 pub trait Output: Send {
-    /// Takes whole JSON lines of container `id`, to be written by the next `write`.
-    fn take(&mut self, id: &Arc<str>, bytes: Vec<u8>);
+    /// Takes whole JSON lines of container `id` (none at a checkpoint), and the cursor that
+    /// covers them, to be written by the next `write`.
+    fn take(&mut self, id: &Arc<str>, bytes: Vec<u8>, cursor: &Cursor);
     /// Writes what was taken. A failed write keeps the rest for the next call.
     fn write(&mut self) -> io::Result<()>;
     /// Makes everything taken durable (written and fsynced, or acknowledged by a server).
@@ -61,6 +62,11 @@ pub trait Output: Send {
     fn mark(&self, id: &str) -> Option<Mark>;
     /// The container is gone: write, sync and close what it has.
     fn close(&mut self, id: &str) -> io::Result<()>;
+    /// For an output that cannot be read back: the cursors of what reached it, readable while
+    /// a write is stuck, so that a stop that gives up can still persist them.
+    fn written(&self) -> Option<stdout::Written> {
+        None
+    }
 }
 
 /// A message to the sink.
@@ -160,6 +166,8 @@ pub struct SinkHandle {
     pub tx: SinkSender,
     done: std::sync::mpsc::Receiver<io::Result<()>>,
     thread: std::thread::JoinHandle<()>,
+    written: Option<stdout::Written>,
+    store: StateStore,
 }
 
 /// The sink did not finish within the time it was given.
@@ -170,7 +178,8 @@ impl SinkHandle {
     /// Has the sink write and persist everything sent so far, and waits up to `limit` for it
     /// to end. Blocking: call it outside the async runtime. On `StillWriting` the thread is
     /// left as it is (stuck on a full disk or an unread pipe): what it had not made durable
-    /// has no persisted cursor, so the next start reads it again.
+    /// has no persisted cursor, so the next start reads it again; for an output that cannot be
+    /// read back, the cursors of what did reach it are persisted here.
     pub fn finish(self, limit: Duration) -> Result<io::Result<()>, StillWriting> {
         self.tx.control(SinkMsg::Close);
         drop(self.tx);
@@ -179,7 +188,17 @@ impl SinkHandle {
                 let _ = self.thread.join();
                 Ok(result)
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StillWriting),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(written) = &self.written {
+                    let written = written.lock().unwrap_or_else(|e| e.into_inner());
+                    for (id, cursor) in written.iter() {
+                        if let Err(e) = self.store.save(id, cursor, None) {
+                            tracing::error!(container = %id, error = %e, "cannot persist the cursor of what reached the output; those lines will be written again");
+                        }
+                    }
+                }
+                Err(StillWriting)
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = self.thread.join();
                 Ok(Err(io::Error::other("the sink thread panicked")))
@@ -219,14 +238,15 @@ pub fn spawn(
 ) -> io::Result<SinkHandle> {
     let out: Box<dyn Output> = match kind {
         SinkKind::File => Box::new(file::FileOutput::new(dir, max_size)?),
-        SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()),
+        SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()?),
     };
+    let written = out.written();
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let delivery = Delivery {
         out,
         retry: retry::Retry::new(metrics.clone()),
-        store,
+        store: store.clone(),
         positions: HashMap::new(),
         metrics,
         queued: queued.clone(),
@@ -243,7 +263,13 @@ pub fn spawn(
         room: Arc::new(Semaphore::new(QUEUE_BYTES)),
         queued,
     };
-    Ok(SinkHandle { tx, done, thread })
+    Ok(SinkHandle {
+        tx,
+        done,
+        thread,
+        written,
+        store,
+    })
 }
 
 impl Delivery {
@@ -306,12 +332,13 @@ impl Delivery {
                 room,
             } => {
                 self.metrics.add_bytes(bytes.len() as u64);
-                self.out.take(&id, bytes);
+                self.out.take(&id, bytes, &cursor);
                 drop(room);
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.positions.entry(id).or_default().taken = Some(cursor);
             }
             SinkMsg::Checkpoint { id, cursor } => {
+                self.out.take(&id, Vec::new(), &cursor);
                 self.positions.entry(id).or_default().taken = Some(cursor);
             }
             SinkMsg::Close => {}
