@@ -17,6 +17,23 @@ pub enum SinkKind {
     File,
     /// JSON lines on standard output.
     Stdout,
+    /// One message per line to a NATS JetStream stream.
+    Nats,
+}
+
+/// Where and how the NATS sink publishes (`--sink nats`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// The server: `nats://host:port` or `tls://host:port` (several, comma-separated).
+    pub url: String,
+    /// The JetStream stream, created if missing.
+    pub stream: String,
+    /// Lines go to `<prefix>.<container_id>.<stream>`.
+    pub subject_prefix: String,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// A CA certificate file (PEM) to verify the server's TLS certificate with.
+    pub ca: Option<PathBuf>,
 }
 
 /// Where a container with no saved cursor starts.
@@ -46,8 +63,10 @@ pub struct Settings {
     pub output: PathBuf,
     /// Where cursors are kept.
     pub state_dir: PathBuf,
-    /// File or stdout.
+    /// File, stdout or NATS.
     pub sink: SinkKind,
+    /// The NATS sink's server, stream and credentials.
+    pub nats: NatsSettings,
     /// Stream rotation interval.
     pub rotate_every: Duration,
     /// Heartbeat (stall watchdog) interval.
@@ -107,6 +126,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("max_file_size", Kind::One),
     ("checkpoint_every", Kind::One),
     ("read_pause", Kind::One),
+    ("nats_url", Kind::One),
+    ("nats_stream", Kind::One),
+    ("nats_subject_prefix", Kind::One),
+    ("nats_creds", Kind::One),
+    ("nats_ca", Kind::One),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,7 +156,7 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --docker-host URL          unix:///var/run/docker.sock (default: $DOCKER_HOST, else that)
   --output DIR               output directory of the file sink (default ./capture)
   --state-dir DIR            cursors (default OUTPUT/.state)
-  --sink file|stdout         where lines go (default file)
+  --sink file|stdout|nats    where lines go (default file)
   --rotate-every DURATION    reopen a log stream this long after it began delivering new lines
                              (default 5m; e.g. 50ms, 30s, 1h); a stream that delivers nothing
                              is never cut short by it
@@ -150,6 +174,12 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --checkpoint-every DURATION persist flushed cursors this often (default 1s)
   --read-pause DURATION      a busy stream waits this long between reads, so each read takes
                              many frames at once (default 1ms; 0 reads as soon as data arrives)
+  --nats-url URL             NATS server(s) for --sink nats (default nats://127.0.0.1:4222;
+                             tls://host:port for TLS; comma-separated for a cluster)
+  --nats-stream NAME         JetStream stream, created if missing (default LOGS)
+  --nats-subject-prefix P    lines go to P.<container_id>.<stream> (default logs)
+  --nats-creds FILE          NATS credentials file (JWT and NKey seed)
+  --nats-ca FILE             CA certificate (PEM) that signed the server's TLS certificate
 
 Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
 Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
@@ -222,10 +252,16 @@ impl Settings {
         let sink = match one("sink") {
             None | Some(("file", _)) => SinkKind::File,
             Some(("stdout", _)) => SinkKind::Stdout,
+            Some(("nats", _)) => SinkKind::Nats,
             Some((v, src)) => {
-                return Err(err("sink", src, &format!("{v:?} is not file or stdout")))
+                return Err(err(
+                    "sink",
+                    src,
+                    &format!("{v:?} is not file, stdout or nats"),
+                ))
             }
         };
+        let nats = nats_settings(&one)?;
         let duration = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
             match one(key) {
                 None => Ok(default),
@@ -305,6 +341,7 @@ impl Settings {
             output,
             state_dir,
             sink,
+            nats,
             rotate_every,
             heartbeat_every,
             include_name: globs("include_name")?,
@@ -320,6 +357,78 @@ impl Settings {
             read_pause,
         })
     }
+}
+
+/// The NATS keys, checked whatever the sink (a typo is reported before anyone relies on it).
+fn nats_settings<'a>(
+    one: &dyn Fn(&str) -> Option<(&'a str, &'a str)>,
+) -> Result<NatsSettings, ConfigError> {
+    let url = match one("nats_url") {
+        None => "nats://127.0.0.1:4222".to_owned(),
+        Some((v, src)) => {
+            for server in v.split(',').map(str::trim) {
+                let rest = server
+                    .strip_prefix("nats://")
+                    .or_else(|| server.strip_prefix("tls://"))
+                    .unwrap_or(server);
+                let host_port = rest.rsplit('@').next().unwrap_or(rest);
+                if host_port.is_empty() || host_port.contains('/') || host_port.contains(' ') {
+                    return Err(err(
+                        "nats_url",
+                        src,
+                        &format!("{server:?} is not a server like nats://host:4222"),
+                    ));
+                }
+            }
+            v.to_owned()
+        }
+    };
+    // Stream names and subject tokens: no spaces, dots or wildcards (a prefix may have dots).
+    let name_ok = |v: &str| {
+        !v.is_empty()
+            && !v
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    };
+    let stream = match one("nats_stream") {
+        None => "LOGS".to_owned(),
+        Some((v, _)) if name_ok(v) => v.to_owned(),
+        Some((v, src)) => {
+            return Err(err(
+                "nats_stream",
+                src,
+                &format!("{v:?} is not a stream name (no spaces, '.', '*', '>', '/')"),
+            ))
+        }
+    };
+    let subject_prefix = match one("nats_subject_prefix") {
+        None => "logs".to_owned(),
+        Some((v, _)) if v.split('.').all(name_ok) => v.to_owned(),
+        Some((v, src)) => {
+            return Err(err(
+                "nats_subject_prefix",
+                src,
+                &format!("{v:?} is not a subject prefix like logs or acme.logs"),
+            ))
+        }
+    };
+    let file = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match one(key) {
+            None => Ok(None),
+            Some((v, src)) => match std::fs::metadata(v) {
+                Ok(m) if m.is_file() => Ok(Some(PathBuf::from(v))),
+                Ok(_) => Err(err(key, src, &format!("{v} is not a file"))),
+                Err(e) => Err(err(key, src, &format!("cannot read {v}: {e}"))),
+            },
+        }
+    };
+    Ok(NatsSettings {
+        url,
+        stream,
+        subject_prefix,
+        creds: file("nats_creds")?,
+        ca: file("nats_ca")?,
+    })
 }
 
 fn err(key: &str, source: &str, problem: &str) -> ConfigError {
@@ -579,6 +688,32 @@ mod tests {
         assert!(e.problem.contains("needs a value"));
         let e = load(&["--metrics-addr", "nowhere"], &[]).unwrap_err();
         assert_eq!(e.key, "metrics_addr");
+    }
+
+    #[test]
+    fn nats_keys_default_and_are_checked() {
+        let s = load(&[], &[]).unwrap();
+        assert_eq!(s.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(s.nats.stream, "LOGS");
+        assert_eq!(s.nats.subject_prefix, "logs");
+        let s = load(
+            &["--sink", "nats", "--nats-subject-prefix", "acme.logs"],
+            &[("LOG_CAPTURER_NATS_URL", "tls://a:4222,tls://b:4222")],
+        )
+        .unwrap();
+        assert_eq!(s.sink, SinkKind::Nats);
+        assert_eq!(s.nats.subject_prefix, "acme.logs");
+        assert_eq!(s.nats.url, "tls://a:4222,tls://b:4222");
+        for (args, key) in [
+            (["--nats-stream", "my.logs"], "nats_stream"),
+            (["--nats-subject-prefix", "logs.>"], "nats_subject_prefix"),
+            (["--nats-url", "nats://a b"], "nats_url"),
+            (["--nats-creds", "/nonexistent/x.creds"], "nats_creds"),
+            (["--nats-ca", "/"], "nats_ca"),
+        ] {
+            let e = load(&args, &[]).unwrap_err();
+            assert_eq!(e.key, key, "{args:?}: {e}");
+        }
     }
 
     #[test]

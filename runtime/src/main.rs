@@ -110,15 +110,7 @@ async fn run(settings: Settings, stop: StopSignals) -> ExitCode {
     };
     // Before anything is listed: on a first start, this is when the watch begins.
     let watch = store.begin_watch(clock::wall_now());
-    let sink = match sink::spawn(
-        settings.sink,
-        settings.output.clone(),
-        settings.max_file_size,
-        store.clone(),
-        settings.checkpoint_every,
-        metrics.clone(),
-        watch.watermark,
-    ) {
+    let sink = match sink::spawn(&settings, store.clone(), metrics.clone(), watch.watermark) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(

@@ -17,6 +17,7 @@
 //! `docs/benchmarks.md`: the wake-ups were a fifth of the capturer's CPU).
 
 pub mod file;
+mod nats;
 mod pending;
 pub mod recover;
 mod retry;
@@ -32,7 +33,7 @@ use capturer_core::{Cursor, Timestamp};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SinkKind;
+use crate::config::{Settings, SinkKind};
 use crate::metrics::Metrics;
 use crate::state::{Mark, StateStore};
 
@@ -226,20 +227,22 @@ struct Delivery {
     watermark: Timestamp,
 }
 
-/// Starts the sink thread.
+/// Starts the sink thread for `settings.sink`.
 pub fn spawn(
-    kind: SinkKind,
-    dir: std::path::PathBuf,
-    max_size: u64,
+    settings: &Settings,
     store: StateStore,
-    checkpoint_every: Duration,
     metrics: Arc<Metrics>,
     watermark: Timestamp,
 ) -> io::Result<SinkHandle> {
-    let out: Box<dyn Output> = match kind {
-        SinkKind::File => Box::new(file::FileOutput::new(dir, max_size)?),
+    let out: Box<dyn Output> = match settings.sink {
+        SinkKind::File => Box::new(file::FileOutput::new(
+            settings.output.clone(),
+            settings.max_file_size,
+        )?),
         SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()?),
+        SinkKind::Nats => Box::new(nats::NatsOutput::new(settings.nats.clone())?),
     };
+    let checkpoint_every = settings.checkpoint_every;
     let written = out.written();
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
