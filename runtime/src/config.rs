@@ -34,6 +34,8 @@ pub struct NatsSettings {
     pub creds: Option<PathBuf>,
     /// A CA certificate file (PEM) to verify the server's TLS certificate with.
     pub ca: Option<PathBuf>,
+    /// Replicas of the stream when the sink creates it (3 on a cluster of three).
+    pub replicas: usize,
 }
 
 /// Where a container with no saved cursor starts.
@@ -131,6 +133,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("nats_subject_prefix", Kind::One),
     ("nats_creds", Kind::One),
     ("nats_ca", Kind::One),
+    ("nats_replicas", Kind::One),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,6 +183,8 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --nats-subject-prefix P    lines go to P.<container_id>.<stream> (default logs)
   --nats-creds FILE          NATS credentials file (JWT and NKey seed)
   --nats-ca FILE             CA certificate (PEM) that signed the server's TLS certificate
+  --nats-replicas N          replicas of the stream if the capturer creates it (default 1;
+                             1 to 5; an existing stream is used as it is)
 
 Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
 Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
@@ -422,12 +427,26 @@ fn nats_settings<'a>(
             },
         }
     };
+    let replicas = match one("nats_replicas") {
+        None => 1,
+        Some((v, src)) => match v.parse::<usize>() {
+            Ok(n @ 1..=5) => n,
+            _ => {
+                return Err(err(
+                    "nats_replicas",
+                    src,
+                    &format!("{v:?} is not a replica count from 1 to 5"),
+                ))
+            }
+        },
+    };
     Ok(NatsSettings {
         url,
         stream,
         subject_prefix,
         creds: file("nats_creds")?,
         ca: file("nats_ca")?,
+        replicas,
     })
 }
 
@@ -696,6 +715,7 @@ mod tests {
         assert_eq!(s.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(s.nats.stream, "LOGS");
         assert_eq!(s.nats.subject_prefix, "logs");
+        assert_eq!(s.nats.replicas, 1);
         let s = load(
             &["--sink", "nats", "--nats-subject-prefix", "acme.logs"],
             &[("LOG_CAPTURER_NATS_URL", "tls://a:4222,tls://b:4222")],
@@ -710,6 +730,7 @@ mod tests {
             (["--nats-url", "nats://a b"], "nats_url"),
             (["--nats-creds", "/nonexistent/x.creds"], "nats_creds"),
             (["--nats-ca", "/"], "nats_ca"),
+            (["--nats-replicas", "7"], "nats_replicas"),
         ] {
             let e = load(&args, &[]).unwrap_err();
             assert_eq!(e.key, key, "{args:?}: {e}");

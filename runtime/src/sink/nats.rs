@@ -109,6 +109,7 @@ impl NatsOutput {
             subjects: vec![format!("{}.>", s.subject_prefix)],
             storage: StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: s.replicas,
             ..Default::default()
         };
         let stream = self
