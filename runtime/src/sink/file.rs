@@ -1,6 +1,6 @@
 //! The file output: one JSON-lines file per container, `<id>.jsonl`, renamed to
-//! `<id>.jsonl.<n>` when it would grow past the size limit (`n` counts up from 1, so the
-//! highest is the newest). Durable means written and fsynced.
+//! `<id>.jsonl.<n>` when it would grow past the size limit (`n` is one more than the highest
+//! so far, so the highest is the newest). Durable means written and fsynced.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -145,10 +145,9 @@ impl OutFile {
         // Rotate only between whole lines: after a partial write, the rest of its line follows.
         if self.pending.at_line_start() && o.size > 0 && o.size + total > max_size {
             o.file.sync_data()?;
-            let mut n = 1;
-            while dir.join(format!("{id}.jsonl.{n}")).exists() {
-                n += 1;
-            }
+            // One more than the highest: the numbers keep the files' order even if an operator
+            // deleted old ones (recovery reads them newest first).
+            let n = rotated_paths(dir, id)?.last().map_or(1, |(n, _)| n + 1);
             fs::rename(&current, dir.join(format!("{id}.jsonl.{n}")))?;
             *o = Opened::append(&current)?;
         }
