@@ -80,11 +80,12 @@ fn assert_pairs(stored: &Stored, p: &str, n: usize, context: &str) {
     assert_eq!(s["stderr"], numbered(&format!("{p} e"), 0..n), "{context}");
 }
 
-/// The sum of the sink's error and retry counters.
+/// The sink's errors (summed over their kinds) and retries so far.
 fn sink_trouble(cap: &Capturer) -> (f64, f64) {
+    // + 0.0: an empty sum is -0.0, which would print as "-0".
     (
-        cap.metric_sum("log_capturer_sink_errors_total"),
-        cap.metric_sum("log_capturer_sink_retries_total"),
+        cap.metric_sum("log_capturer_sink_errors_total") + 0.0,
+        cap.metric_sum("log_capturer_sink_retries_total") + 0.0,
     )
 }
 
@@ -421,13 +422,14 @@ async fn g_nats_server_absent_at_start_and_started_three_seconds_later() {
     remove(&docker, &id).await;
 }
 
-/// Lines per stream of the full-stream test's writer, and the padding of each.
-const FLOOD_LINES: usize = 40_000;
-const FLOOD_PAD: usize = 480;
+/// Lines per stream of the full-stream test's writer, and the padding of each: long lines,
+/// so that the writer writes much more than the memory limit in few messages.
+const FLOOD_LINES: usize = 16_000;
+const FLOOD_PAD: usize = 1_900;
 /// How much the capturer's memory may grow while its sink is blocked: far less than what the
-/// writer writes meanwhile (about 60 MB of records).
+/// writer writes meanwhile (about 70 MB of records).
 const MEMORY_GROWTH_LIMIT: u64 = 32 << 20;
-/// `max_bytes` of the stream the full-stream test creates: a hundred records or so.
+/// `max_bytes` of the stream the full-stream test creates: a few dozen of its records.
 const SMALL: i64 = 64 * 1024;
 
 #[tokio::test]
