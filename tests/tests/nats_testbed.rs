@@ -187,6 +187,7 @@ async fn published_messages_survive_a_sigkill_of_the_server_and_read_back_exactl
     // which is empty: it is never started).
     let cap = Capturer::prepare("nats-selftest", "lc.e2e=selftest", &[]);
     assert_published_exactly_once(&truth, &stored, &cap, "self-test");
+    let _ = std::fs::remove_dir_all(&cap.output);
 
     // The duplicate window survived the SIGKILL: the capturer relies on it after its own.
     let js = target.context().await.expect("connect again");
