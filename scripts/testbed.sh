@@ -9,6 +9,9 @@
 # 3. Build the image log-capturer-testbed/busybox:latest with `docker import` of a tar holding
 #    the static busybox and its applet symlinks, unless it already exists. Nothing is pulled:
 #    no registry is reachable here.
+# 4. Install nats-server with apt (only if missing), for the tests of `--sink nats`: each test
+#    runs servers of its own on loopback ports, so only the binary is needed (Debian puts it in
+#    /usr/sbin; its systemd unit does not run here).
 #
 # Prints one line per decision, so a test log shows whether it started a daemon or reused one.
 set -euo pipefail
@@ -26,6 +29,17 @@ mkdir -p "$TESTBED_DIR"
 
 daemon_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# apt-get install the Debian packages named, as root.
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "need root to install $* (or install it yourself)"
+    command -v apt-get >/dev/null 2>&1 || die "no apt-get: install $* by hand"
+    say "installing $* with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >>"$TESTBED_DIR/apt.log" 2>&1 || die "apt-get update failed, see $TESTBED_DIR/apt.log"
+    apt-get install -y -qq "$@" >>"$TESTBED_DIR/apt.log" 2>&1 \
+        || die "apt-get install failed, see $TESTBED_DIR/apt.log"
+}
+
 install_packages() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
@@ -34,12 +48,18 @@ install_packages() {
     command -v docker >/dev/null 2>&1 || missing+=(docker.io)
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "need root to install ${missing[*]} (or start a Docker daemon yourself)"
-    command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${missing[*]} by hand"
-    say "installing ${missing[*]} with apt"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >"$TESTBED_DIR/apt.log" 2>&1 || die "apt-get update failed, see $TESTBED_DIR/apt.log"
-    apt-get install -y -qq "${missing[@]}" >>"$TESTBED_DIR/apt.log" 2>&1 \
-        || die "apt-get install failed, see $TESTBED_DIR/apt.log"
+    apt_install "${missing[@]}"
+}
+
+# The nats-server on PATH or in /usr/sbin (not on every user's PATH), or nothing.
+nats_server() { command -v nats-server 2>/dev/null || { [ -x /usr/sbin/nats-server ] && echo /usr/sbin/nats-server; }; }
+
+install_nats_server() {
+    if [ -z "$(nats_server)" ]; then
+        apt_install nats-server
+        [ -n "$(nats_server)" ] || die "apt installed nats-server, but it is not on PATH nor in /usr/sbin"
+    fi
+    say "$("$(nats_server)" --version) at $(nats_server)"
 }
 
 start_daemon() {
@@ -98,3 +118,4 @@ else
     say "daemon: $(docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}')"
 fi
 build_image
+install_nats_server

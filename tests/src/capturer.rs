@@ -283,6 +283,21 @@ impl Capturer {
         }
     }
 
+    /// The capturer's resident set size in bytes (`VmRSS`), or `None` if it is not running.
+    pub fn rss(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = status.lines().find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })?;
+        Some(kib * 1024)
+    }
+
     /// The capturer's own log (stderr), for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -469,8 +484,9 @@ impl Lenient {
     }
 }
 
-/// One record from its JSON object; `None` if a field is missing or mistyped.
-fn record(v: &serde_json::Value) -> Option<Record> {
+/// One record from its JSON object; `None` if a field is missing or mistyped. (Also how the
+/// NATS reader turns a message's payload back into a record.)
+pub fn record(v: &serde_json::Value) -> Option<Record> {
     let s = |k: &str| v[k].as_str().map(str::to_owned);
     Some(Record {
         ts: s("ts")?,

@@ -91,6 +91,25 @@ pub fn wait_until(cap: &Capturer, id: &str, limit: Duration, done: impl Fn(&[Rec
     std::thread::sleep(Duration::from_secs(1));
 }
 
+/// Shell that writes `<p> o $i` to stdout and `<p> e $i` to stderr for `$i` in `0..n`, as fast
+/// as the shell can.
+pub fn pairs(p: &str, n: usize) -> String {
+    format!(
+        "i=0; while [ $i -lt {n} ]; do echo \"{p} o $i\"; echo \"{p} e $i\" >&2; i=$((i+1)); done"
+    )
+}
+
+/// Whether `records` hold at least `n` different lines (stream and position).
+pub fn unique_at_least(n: usize) -> impl Fn(&[Record]) -> bool {
+    move |records| {
+        let unique: std::collections::HashSet<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.stream.as_str(), r.pos.as_str()))
+            .collect();
+        unique.len() >= n
+    }
+}
+
 /// Whether `records` hold at least `n` lines.
 pub fn at_least(n: usize) -> impl Fn(&[Record]) -> bool {
     move |records| records.len() >= n

@@ -1,5 +1,19 @@
 //! A small seeded random generator, for tests and benches that must replay a run from its seed.
 
+/// The seed of a randomized test: the environment variable `var` (to replay a run), or a
+/// fresh one. The test prints it.
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs())
+                % 1_000_000
+        })
+}
+
 /// SplitMix64: the same numbers from the same seed, everywhere.
 pub struct Rng(u64);
 

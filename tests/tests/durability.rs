@@ -15,7 +15,7 @@
 // Test tooling: a set-up step that fails must fail the test.
 #![allow(clippy::expect_used)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -23,45 +23,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capturer_core::Timestamp;
-use capturer_tests::capturer::{by_stream, exclusive, Capturer, Lenient, Record};
+use capturer_tests::capturer::{by_stream, exclusive, Capturer, Lenient};
 use capturer_tests::exact::{
-    assert_exactly_once, assert_stopped_cleanly, duplicates, label, numbered, spec, tail,
-    wait_until,
+    assert_exactly_once, assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
+    unique_at_least, wait_until,
 };
-use capturer_tests::rng::Rng;
+use capturer_tests::rng::{seed, Rng};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
-
-/// Shell that writes `<p> o $i` to stdout and `<p> e $i` to stderr for `$i` in `0..n`, as fast
-/// as the shell can.
-fn pairs(p: &str, n: usize) -> String {
-    format!(
-        "i=0; while [ $i -lt {n} ]; do echo \"{p} o $i\"; echo \"{p} e $i\" >&2; i=$((i+1)); done"
-    )
-}
-
-/// Whether `records` hold at least `n` different lines (stream and position).
-fn unique_at_least(n: usize) -> impl Fn(&[Record]) -> bool {
-    move |records| {
-        let unique: HashSet<(&str, &str)> = records
-            .iter()
-            .map(|r| (r.stream.as_str(), r.pos.as_str()))
-            .collect();
-        unique.len() >= n
-    }
-}
-
-/// The seed of the kill moments: `LC_DURABILITY_SEED`, or a fresh one.
-fn seed() -> u64 {
-    std::env::var("LC_DURABILITY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs())
-                % 1_000_000
-        })
-}
 
 /// Writers in the SIGKILL test.
 const WRITERS: usize = 3;
@@ -72,7 +40,7 @@ const KILLS: usize = 24;
 async fn sigkills_at_random_moments_during_fast_writers_lose_nothing_and_duplicate_nothing() {
     let Some(docker) = docker().await else { return };
     let _serial = exclusive().await;
-    let seed = seed();
+    let seed = seed("LC_DURABILITY_SEED");
     eprintln!("durability: seed {seed} (LC_DURABILITY_SEED={seed} replays the kill moments)");
     let mut rng = Rng::new(seed);
     let (sel, labels) = label("d1");

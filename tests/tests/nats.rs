@@ -1,0 +1,540 @@
+//! End to end: `--sink nats` (issue 14) against the real dockerd and a real `nats-server`.
+//!
+//! Every line must arrive in the stream exactly once: one message per line, on subject
+//! `P.<container_id>.<stream>`, its payload the file sink's JSON record, its `Nats-Msg-Id`
+//! `<container_id>.<stream>.<pos>`. Each test reads every message of each container back
+//! ([`NatsTarget::read`]) and compares with the daemon's own log
+//! ([`assert_published_exactly_once`]): zero lost, zero duplicated, nothing malformed.
+//!
+//! - a to d: the file sink's scenarios through NATS (interleaved streams of several
+//!   containers, `--rotate-every 100ms`, a container restarted, a SIGTERM and a start).
+//! - e: SIGKILLs of the capturer at random moments (seed printed; `LC_NATS_SEED` replays it).
+//! - f, g: the server SIGKILLed mid-stream and back; the server absent at the capturer's start.
+//! - h: a full stream (max_bytes, discard new): errors counted, memory bounded, exact once
+//!   there is room.
+//!
+//! Without `nats-server` a test skips, unless `CI` is set: then it fails.
+
+// Test tooling: a set-up step that fails must fail the test.
+#![allow(clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{RestartContainerOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::Docker;
+use capturer_tests::capturer::{by_stream, exclusive, Capturer};
+use capturer_tests::exact::{
+    assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
+};
+use capturer_tests::nats::{
+    assert_published_exactly_once, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
+};
+use capturer_tests::rng::{seed, Rng};
+use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
+
+/// How long a test waits for the stream to hold every line of its containers.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until the stream holds as many messages of each of `ids` as the daemon has lines
+/// (sharing one deadline), and returns the daemon's lines of each: call it once the writers
+/// are done.
+async fn await_delivery(
+    docker: &Docker,
+    target: &NatsTarget,
+    ids: &[String],
+    limit: Duration,
+) -> Vec<Vec<DaemonLine>> {
+    let deadline = Instant::now() + limit;
+    let mut truths = Vec::new();
+    for id in ids {
+        let truth = daemon_lines(docker, id, false).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let have = target.wait_for(id, truth.len(), left).await;
+        eprintln!(
+            "nats: {}: the daemon has {} lines, the stream {have} messages",
+            &id[..12],
+            truth.len()
+        );
+        truths.push(truth);
+    }
+    truths
+}
+
+/// Reads what the stream holds for `id` and asserts it is exactly `truth`.
+async fn judge(
+    target: &NatsTarget,
+    id: &str,
+    truth: &[DaemonLine],
+    cap: &Capturer,
+    context: &str,
+) -> Stored {
+    let stored = target.read(id).await;
+    assert_published_exactly_once(truth, &stored, cap, context);
+    stored
+}
+
+/// The lines of `stored` per stream, checked against what a `pairs(p, n)` writer wrote.
+fn assert_pairs(stored: &Stored, p: &str, n: usize, context: &str) {
+    let s = by_stream(&stored.records);
+    assert_eq!(s["stdout"], numbered(&format!("{p} o"), 0..n), "{context}");
+    assert_eq!(s["stderr"], numbered(&format!("{p} e"), 0..n), "{context}");
+}
+
+/// The sink's errors (summed over their kinds) and retries so far.
+fn sink_trouble(cap: &Capturer) -> (f64, f64) {
+    // + 0.0: an empty sum is -0.0, which would print as "-0".
+    (
+        cap.metric_sum("log_capturer_sink_errors_total") + 0.0,
+        cap.metric_sum("log_capturer_sink_retries_total") + 0.0,
+    )
+}
+
+/// The sink's lines of `/metrics`, for a report.
+fn sink_metrics(cap: &Capturer) -> String {
+    cap.metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("log_capturer_sink"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_interleaved_stdout_and_stderr_of_three_containers_each_line_once() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("na") else {
+        return;
+    };
+    // A stream name and a dotted prefix of the test's own: the flags are honoured.
+    let target = NatsTarget::named(&server.url(), "CAPTURE", "lc.e2e");
+    let (sel, labels) = label("na");
+    let mut cap = Capturer::start("na", &sel, &target.flags(&[]));
+    let mut ids = Vec::new();
+    for c in 0..3 {
+        let script = pairs(&format!("c{c}"), 2_000);
+        ids.push(
+            start(&docker, &spec(&labels, &script))
+                .await
+                .expect("start"),
+        );
+    }
+    for id in &ids {
+        wait_exit(&docker, id).await;
+    }
+    let truths = await_delivery(&docker, &target, &ids, DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    for (c, (id, truth)) in ids.iter().zip(&truths).enumerate() {
+        let context = format!("c{c} {}", &id[..12]);
+        let stored = judge(&target, id, truth, &cap, &context).await;
+        assert_pairs(&stored, &format!("c{c}"), 2_000, &context);
+        assert!(
+            stored
+                .records
+                .iter()
+                .all(|r| r.container_id == *id && r.image == capturer_tests::IMAGE),
+            "{context}"
+        );
+        assert!(
+            cap.files(id).is_empty(),
+            "{context}: --sink nats writes no output file"
+        );
+    }
+    // The stream the capturer created: file storage, every subject of the prefix, a duplicate
+    // window of 10 minutes.
+    let info = target
+        .info()
+        .await
+        .expect("the capturer created the stream");
+    assert_eq!(info.config.subjects, vec!["lc.e2e.>".to_owned()]);
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(info.config.duplicate_window, DUPLICATE_WINDOW);
+    assert_eq!(info.state.messages, 12_000, "nothing else in the stream");
+    assert_stopped_cleanly(status, &cap);
+    for id in &ids {
+        remove(&docker, id).await;
+    }
+}
+
+#[tokio::test]
+async fn b_continuous_writing_through_rotation_every_100ms() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("nb") else {
+        return;
+    };
+    // The defaults: stream LOGS, prefix logs.
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nb");
+    let mut cap = Capturer::start("nb", &sel, &target.flags(&["--rotate-every", "100ms"]));
+    let script = "j=0; while [ $j -lt 60 ]; do k=0; while [ $k -lt 10 ]; do \
+                  echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let rotations = cap
+        .metric("log_capturer_stream_rotations_total")
+        .unwrap_or(0.0);
+    let status = cap.terminate();
+    let stored = judge(&target, &id, &truths[0], &cap, "rotation every 100 ms").await;
+    let want: Vec<String> = (0..60)
+        .flat_map(|j| (0..10).map(move |k| format!("{j}.{k}")))
+        .collect();
+    let s = by_stream(&stored.records);
+    assert_eq!(
+        s["stdout"],
+        want.iter().map(|x| format!("o {x}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s["stderr"],
+        want.iter().map(|x| format!("e {x}")).collect::<Vec<_>>()
+    );
+    assert!(
+        rotations >= 20.0,
+        "the streams were reopened about every 100 ms for 6 s; saw {rotations} rotations"
+    );
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn c_a_container_restarted_three_times_while_writing() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("nc") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nc");
+    let mut cap = Capturer::start("nc", &sel, &target.flags(&[]));
+    let script = "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; i=0; \
+                  while [ $i -lt 100000 ]; do echo \"r$n o $i\"; echo \"r$n e $i\" >&2; i=$((i+1)); \
+                  [ $((i % 50)) -eq 0 ] && sleep 0.05; done";
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let opts = RestartContainerOptionsBuilder::default().t(0).build();
+        docker
+            .restart_container(&id, Some(opts))
+            .await
+            .expect("restart");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let opts = StopContainerOptionsBuilder::default().t(0).build();
+    docker.stop_container(&id, Some(opts)).await.expect("stop");
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = judge(&target, &id, &truths[0], &cap, "three restarts").await;
+    let runs: std::collections::BTreeSet<&str> = stored
+        .records
+        .iter()
+        .filter_map(|r| r.message.split(' ').next())
+        .collect();
+    assert_eq!(runs.len(), 4, "the first run and three restarts: {runs:?}");
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+/// A writer that runs about 5 s: 50 bursts of 20 lines per stream, 100 ms apart.
+const STEADY: &str = "j=0; while [ $j -lt 50 ]; do k=0; while [ $k -lt 20 ]; do \
+                      echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
+
+#[tokio::test]
+async fn d_sigterm_mid_stream_then_a_start_resumes_exactly() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("nd") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nd");
+    let mut cap = Capturer::start("nd", &sel, &target.flags(&[]));
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = cap.terminate();
+    let before = target.count(&id).await.expect("count");
+    assert!(before > 0, "something was published before the stop");
+    // Lines written while the capturer is down are published after it starts again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cap.restart();
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let context = format!("a SIGTERM after {before} messages, then a start");
+    let stored = judge(&target, &id, &truths[0], &cap, &context).await;
+    assert!(stored.records.len() as u64 > before);
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert_stopped_cleanly(first, &cap);
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+/// Writers in the SIGKILL test.
+const WRITERS: usize = 2;
+/// SIGKILLs of the capturer in the SIGKILL test (each followed by a start).
+const KILLS: usize = 12;
+
+#[tokio::test]
+async fn e_sigkills_of_the_capturer_at_random_moments_lose_nothing_and_duplicate_nothing() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("ne") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let seed = seed("LC_NATS_SEED");
+    eprintln!("nats: seed {seed} (LC_NATS_SEED={seed} replays the kill moments)");
+    let mut rng = Rng::new(seed);
+    let (sel, labels) = label("ne");
+    let began = Instant::now();
+    let mut cap = Capturer::start("ne", &sel, &target.flags(&["--rotate-every", "100ms"]));
+    // Each writer writes bursts of 40 lines per stream at full speed, stdout and stderr
+    // interleaved, 10 ms apart, until the test creates /gate/stop: every kill comes while
+    // they write.
+    let gate = cap.output.join("gate");
+    std::fs::create_dir_all(&gate).expect("create the gate directory");
+    let mut ids = Vec::new();
+    for c in 0..WRITERS {
+        let script = format!(
+            "i=0; while [ ! -f /gate/stop ]; do j=0; while [ $j -lt 40 ]; do \
+             echo \"c{c} o $i\"; echo \"c{c} e $i\" >&2; i=$((i+1)); j=$((j+1)); done; \
+             usleep 10000; done"
+        );
+        let mut s = spec(&labels, &script);
+        s.binds = vec![format!("{}:/gate", gate.display())];
+        ids.push(start(&docker, &s).await.expect("start"));
+    }
+    // Log-uniform from 20 ms to 1 s after the last start: during a start's recovery (reading
+    // the last message of each subject) as often as in the middle of publishing.
+    let mut moments = Vec::new();
+    for _ in 0..KILLS {
+        let after = Duration::from_millis(rng.log_uniform(20.0, 1000.0) as u64);
+        tokio::time::sleep(after).await;
+        moments.push(after.as_millis());
+        cap.kill();
+        cap.restart();
+    }
+    std::fs::write(gate.join("stop"), b"").expect("close the gate");
+    for id in &ids {
+        wait_exit(&docker, id).await;
+    }
+    eprintln!(
+        "nats: {KILLS} SIGKILLs (after {moments:?} ms) done, writers stopped at {:?}",
+        began.elapsed()
+    );
+    let truths = await_delivery(&docker, &target, &ids, DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    for (c, (id, truth)) in ids.iter().zip(&truths).enumerate() {
+        let context = format!("c{c} {} after {KILLS} SIGKILLs (seed {seed})", &id[..12]);
+        let stored = target.read(id).await;
+        eprintln!(
+            "nats: {context}: {} messages, {} duplicates, the daemon has {} lines",
+            stored.messages.len(),
+            duplicates(&stored.records).len(),
+            truth.len()
+        );
+        assert_published_exactly_once(truth, &stored, &cap, &context);
+        let n = by_stream(&stored.records)["stdout"].len();
+        assert!(n >= 40, "{context}: only {n} lines per stream were written");
+        assert_pairs(&stored, &format!("c{c}"), n, &context);
+    }
+    assert_stopped_cleanly(status, &cap);
+    for id in &ids {
+        remove(&docker, id).await;
+    }
+}
+
+#[tokio::test]
+async fn f_nats_server_sigkilled_mid_stream_and_back_two_seconds_later() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(mut server) = NatsServer::launch("nf") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nf");
+    let mut cap = Capturer::start("nf", &sel, &target.flags(&[]));
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = target.count(&id).await.expect("count");
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        cap.metric("log_capturer_tasks_alive").is_some(),
+        "the capturer survives the server's death:\n{}",
+        tail(&cap.log_text(), 20)
+    );
+    server.start();
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    eprintln!(
+        "nats: server SIGKILLed after {before} messages; sink metrics:\n{}",
+        sink_metrics(&cap)
+    );
+    let status = cap.terminate();
+    let context = format!("nats-server SIGKILLed after {before} messages, back 2 s later");
+    let stored = judge(&target, &id, &truths[0], &cap, &context).await;
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn g_nats_server_absent_at_start_and_started_three_seconds_later() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(mut server) = NatsServer::prepare("ng") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("ng");
+    // Comes up (its metrics answer) although nothing listens at the URL.
+    let mut cap = Capturer::start("ng", &sel, &target.flags(&[]));
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        cap.metric("log_capturer_tasks_alive").is_some(),
+        "the capturer runs on without a server:\n{}",
+        tail(&cap.log_text(), 20)
+    );
+    let (errors, retries) = sink_trouble(&cap);
+    assert!(
+        errors + retries > 0.0,
+        "3 s without a server while lines wait, and no sink error or retry counted:\n{}",
+        sink_metrics(&cap)
+    );
+    server.start();
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = judge(
+        &target,
+        &id,
+        &truths[0],
+        &cap,
+        "nats-server started 3 s after the capturer",
+    )
+    .await;
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+/// Lines per stream of the full-stream test's writer, and the padding of each: long lines,
+/// so that the writer writes much more than the memory limit in few messages.
+const FLOOD_LINES: usize = 16_000;
+const FLOOD_PAD: usize = 1_900;
+/// How much the capturer's memory may grow while its sink is blocked: far less than what the
+/// writer writes meanwhile (about 70 MB of records).
+const MEMORY_GROWTH_LIMIT: u64 = 32 << 20;
+/// `max_bytes` of the stream the full-stream test creates: a few dozen of its records.
+const SMALL: i64 = 64 * 1024;
+
+#[tokio::test]
+async fn h_a_full_stream_counts_errors_keeps_memory_bounded_and_delivers_once_there_is_room() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("nh") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    // The stream exists before the capturer starts, and holds 64 KiB: the capturer uses it as
+    // it is, and its publishes soon fail.
+    target
+        .create_stream(SMALL)
+        .await
+        .expect("create a small stream");
+    let (sel, labels) = label("nh");
+    let mut cap = Capturer::start("nh", &sel, &target.flags(&[]));
+    let pad = "x".repeat(FLOOD_PAD);
+    let flood = |p: &str| {
+        format!("awk -v pad={pad} 'BEGIN {{ for (i = 0; i < {FLOOD_LINES}; i++) printf \"h {p} %d %s\\n\", i, pad }}'")
+    };
+    let script = format!("{} & {} >&2; wait", flood("o"), flood("e"));
+    let id = start(&docker, &spec(&labels, &script))
+        .await
+        .expect("start");
+    // The sink fails: wait for its first counted error.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cap.metric_sum("log_capturer_sink_errors_total") == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no log_capturer_sink_errors_total while the stream is full:\n{}\n--- log ---\n{}",
+            sink_metrics(&cap),
+            tail(&cap.log_text(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_error = Instant::now();
+    let (errors, _) = sink_trouble(&cap);
+    let rss_at_error = cap.rss().expect("the capturer runs");
+    // While the writer floods the daemon and then for a while, the capturer's memory stays
+    // near where it was; and it keeps failing (and counting) with backoff.
+    let done = {
+        let (docker, id) = (docker.clone(), id.clone());
+        tokio::spawn(async move { wait_exit(&docker, &id).await })
+    };
+    let mut peak = rss_at_error;
+    let mut quiet_since = None;
+    loop {
+        peak = peak.max(cap.rss().expect("the capturer runs"));
+        if done.is_finished() {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            // At least 6 s after the first error: the backoff (5 s at most) retried meanwhile.
+            if since.elapsed() > Duration::from_secs(2)
+                && first_error.elapsed() > Duration::from_secs(6)
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (errors_later, retries) = sink_trouble(&cap);
+    let info = target.info().await.expect("stream info");
+    eprintln!(
+        "nats: full stream: {} messages, {} bytes; RSS {} MiB at the first error, peak {} MiB; errors {errors} -> {errors_later}, retries {retries}",
+        info.state.messages,
+        info.state.bytes,
+        rss_at_error >> 20,
+        peak >> 20
+    );
+    assert_eq!(
+        info.config.max_bytes, SMALL,
+        "the capturer uses an existing stream as it is"
+    );
+    assert!(
+        errors_later > errors,
+        "log_capturer_sink_errors_total grows while the stream stays full ({errors} -> {errors_later})"
+    );
+    assert!(
+        peak.saturating_sub(rss_at_error) <= MEMORY_GROWTH_LIMIT,
+        "the capturer's memory grew by {} MiB while its sink was blocked (limit {} MiB): it buffers instead of waiting",
+        (peak - rss_at_error) >> 20,
+        MEMORY_GROWTH_LIMIT >> 20
+    );
+    // Room: everything arrives, once.
+    target
+        .set_max_bytes(1 << 30)
+        .await
+        .expect("raise the stream's max_bytes");
+    let truths = await_delivery(
+        &docker,
+        &target,
+        std::slice::from_ref(&id),
+        Duration::from_secs(90),
+    )
+    .await;
+    let status = cap.terminate();
+    let stored = judge(&target, &id, &truths[0], &cap, "a full stream, then room").await;
+    let s = by_stream(&stored.records);
+    for (stream, p) in [("stdout", "o"), ("stderr", "e")] {
+        let want: Vec<String> = (0..FLOOD_LINES)
+            .map(|i| format!("h {p} {i} {pad}"))
+            .collect();
+        assert!(s[stream] == want, "{stream}: the writer's lines, in order");
+    }
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
