@@ -534,6 +534,39 @@ impl Stored {
         self.messages.push(m);
     }
 
+    /// These messages with each stream's records sorted by position; and how many records were
+    /// not after the one before them in their stream. A publish that fails while later ones
+    /// of its subject are stored (a full stream, a leader change) leaves them out of order
+    /// in the stream (docs/nats.md): judged here by position, once, not by place.
+    pub fn sorted_by_position(&self) -> (Stored, usize) {
+        let key = |r: &Record| {
+            let (ts, n) = r.pos.split_once('.').unwrap_or((&r.pos, "0"));
+            (
+                r.stream.clone(),
+                ts.parse::<u64>().unwrap_or(0),
+                n.parse::<u64>().unwrap_or(0),
+            )
+        };
+        let mut last: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        let mut out_of_order = 0;
+        for r in &self.records {
+            let (stream, ts, n) = key(r);
+            let before = last.insert(stream, (ts, n));
+            if before.is_some_and(|b| b >= (ts, n)) {
+                out_of_order += 1;
+            }
+        }
+        let mut records = self.records.clone();
+        records.sort_by_key(key);
+        let sorted = Stored {
+            messages: self.messages.clone(),
+            records,
+            torn: self.torn,
+            faults: self.faults.clone(),
+        };
+        (sorted, out_of_order)
+    }
+
     /// The records as the exactness helpers take them: a message that is not one record
     /// counts as torn; nothing is ever unterminated.
     pub fn lenient(&self) -> Lenient {

@@ -12,7 +12,9 @@
 //! `Nats-Msg-Id`, which the stream's duplicate window drops.
 //!
 //! Publishes are pipelined; `sync` waits for every acknowledgement. A failed one is published
-//! again with everything after it, in order (what was stored of those is dropped by id).
+//! again, with whichever later ones failed too, in order; the later ones that were stored stay,
+//! so around a failure the stream may hold a few lines of one subject out of order (JetStream
+//! 2.9 cannot make a pipelined publish conditional on the one before it).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
@@ -100,6 +102,7 @@ impl NatsOutput {
                 c
             }
         };
+        ensure_connected(&client)?;
         let js = async_nats::jetstream::ContextBuilder::new()
             .ack_timeout(ACK_TIMEOUT)
             .timeout(ACK_TIMEOUT)
@@ -138,29 +141,28 @@ impl NatsOutput {
         Ok(found.and_then(|payload| record_position(&payload).map(|(_, pos)| pos)))
     }
 
-    /// Waits for the oldest acknowledgement; a failed publish goes back to the front of the
-    /// queue with everything published after it.
+    /// Waits for the oldest acknowledgement. If it failed, waits for every other one in flight
+    /// too, and puts back at the front of the queue, in order, only the publishes that failed:
+    /// one stored after a failed one stays (the stream then holds those two lines out of
+    /// order, which their `pos` tells; see docs/nats.md), and is not published twice.
     fn await_oldest(&mut self) -> io::Result<()> {
         let Some((line, ack)) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        match self.rt.block_on(ack.into_future()) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let kind = match e.kind() {
-                    PublishErrorKind::TimedOut => io::ErrorKind::TimedOut,
-                    PublishErrorKind::BrokenPipe => io::ErrorKind::BrokenPipe,
-                    _ if is_full(&e.to_string()) => io::ErrorKind::StorageFull,
-                    _ => io::ErrorKind::Other,
-                };
-                let mut again: Vec<Line> = self.in_flight.drain(..).map(|(l, _)| l).collect();
-                again.insert(0, line);
-                for l in again.into_iter().rev() {
-                    self.pending.push_front(l);
-                }
-                Err(io::Error::new(kind, format!("NATS: {e}")))
+        let Err(e) = self.rt.block_on(ack.into_future()) else {
+            return Ok(());
+        };
+        let error = publish_error(&e);
+        let mut again = vec![line];
+        for (later, ack) in std::mem::take(&mut self.in_flight) {
+            if self.rt.block_on(ack.into_future()).is_err() {
+                again.push(later);
             }
         }
+        for l in again.into_iter().rev() {
+            self.pending.push_front(l);
+        }
+        Err(error)
     }
 }
 
@@ -194,6 +196,10 @@ impl Output for NatsOutput {
             return Ok(());
         }
         let js = self.context()?;
+        if let Some(c) = &self.client {
+            // Requests to a server that is away would each wait out their timeout.
+            ensure_connected(c)?;
+        }
         while let Some(line) = self.pending.pop_front() {
             if !self.last.contains_key(&line.subject) {
                 match self.last_in_stream(&js, &line.subject) {
@@ -285,6 +291,29 @@ impl Output for NatsOutput {
     }
 }
 
+/// A failed publish as an I/O error whose kind names the cause (`storage_full` for a stream
+/// at its limits), for the sink's error counts.
+fn publish_error(e: &async_nats::jetstream::context::PublishError) -> io::Error {
+    let kind = match e.kind() {
+        PublishErrorKind::TimedOut => io::ErrorKind::TimedOut,
+        PublishErrorKind::BrokenPipe => io::ErrorKind::BrokenPipe,
+        _ if is_full(&e.to_string()) => io::ErrorKind::StorageFull,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("NATS: {e}"))
+}
+
+/// Fails at once, rather than after a request's timeout, while the client is not connected.
+fn ensure_connected(client: &async_nats::Client) -> io::Result<()> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        state => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("NATS server not connected ({state:?}); the client keeps reconnecting"),
+        )),
+    }
+}
+
 /// Connects with the user's credentials and CA; reconnects forever in the background.
 async fn connect(s: &NatsSettings) -> io::Result<async_nats::Client> {
     let mut options = async_nats::ConnectOptions::new()
@@ -304,10 +333,18 @@ async fn connect(s: &NatsSettings) -> io::Result<async_nats::Client> {
         .map(|u| u.parse::<async_nats::ServerAddr>())
         .collect::<Result<_, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    options
+    let client = options
         .connect(addrs)
         .await
-        .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))
+        .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))?;
+    // A moment for a server that is there to answer, so a normal start logs no error.
+    for _ in 0..100 {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(client)
 }
 
 /// `record` with its message cut so that the whole is at most `max` bytes, and marked
