@@ -74,6 +74,10 @@ pub fn recover(
         let marked = mark.filter(|m| m.file == meta.ino());
         let from = marked.map_or(0, |m| m.len.min(meta.len()));
         found.read += scan_back(&file, from, meta.len(), &mut found.last, streams)?;
+        // The lines found may be only in the page cache (written by a process killed before
+        // its fsync): the cursor raised over them is persisted soon, so they must be durable
+        // first, or a power cut after that would lose them with the cursor claiming them.
+        file.sync_all()?;
         let complete = streams.iter().all(|s| found.last[s.index()].is_some());
         if complete || marked.is_some() {
             break;
