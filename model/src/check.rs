@@ -255,3 +255,102 @@ pub fn shortest(
     }
     None
 }
+
+/// What [`crash_census`] counts: the terminal states of the histories through crashes, where
+/// exactly-once is judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashCensus {
+    /// Distinct (state, history) pairs visited: a state is counted once per combination of the
+    /// three facts below about the histories that reach it.
+    pub visited: usize,
+    /// Terminal states, over all histories.
+    pub terminal: usize,
+    /// Terminal states reached through at least one crash.
+    pub after_crash: usize,
+    /// Of those, the ones where every line is in the output exactly once (the judgement of
+    /// "at quiescence every line was delivered exactly once").
+    pub after_crash_exactly_once: usize,
+    /// Terminal states reached through a power loss that erased written lines.
+    pub after_loss: usize,
+    /// Terminal states reached through a crash after which the output was past the persisted
+    /// cursor (the start-up had to resume from the output).
+    pub after_output_ahead: usize,
+}
+
+/// Walks every history of `model` (no symmetry) and counts the terminal states reached through
+/// crashes, telling apart the histories by what their crashes did (a fact of the history, not
+/// of the state: the model forgets it at the start-up so that states merge). `None` if more
+/// than `max_states` (state, history) pairs are visited.
+pub fn crash_census(model: &CaptureModel, max_states: usize) -> Option<CrashCensus> {
+    use std::collections::hash_map::DefaultHasher;
+    use std::collections::HashSet;
+    use std::hash::{Hash, Hasher};
+
+    use crate::system::{names, Capturer};
+
+    const CRASH: u8 = 1;
+    const LOSS: u8 = 2;
+    const AHEAD: u8 = 4;
+    let fp = |s: &State, facts: u8| {
+        let mut h = DefaultHasher::new();
+        s.hash(&mut h);
+        facts.hash(&mut h);
+        h.finish()
+    };
+    let once = model
+        .properties()
+        .into_iter()
+        .find(|p| p.name == names::EXACTLY_ONCE)?
+        .condition;
+    let mut seen = HashSet::new();
+    let mut stack = Vec::new();
+    for s in model.init_states() {
+        if seen.insert(fp(&s, 0)) {
+            stack.push((s, 0u8));
+        }
+    }
+    let mut census = CrashCensus::default();
+    let mut actions = Vec::new();
+    while let Some((s, facts)) = stack.pop() {
+        if seen.len() > max_states {
+            return None;
+        }
+        actions.clear();
+        model.actions(&s, &mut actions);
+        if actions.is_empty() {
+            census.terminal += 1;
+            if facts & CRASH != 0 {
+                census.after_crash += 1;
+                census.after_crash_exactly_once += usize::from(once(model, &s));
+            }
+            census.after_loss += usize::from(facts & LOSS != 0);
+            census.after_output_ahead += usize::from(facts & AHEAD != 0);
+        }
+        for &a in &actions {
+            let Some(next) = model.next_state(&s, a) else {
+                continue;
+            };
+            let mut f = facts;
+            if matches!(a, Action::Crash(_) | Action::CrashAll) {
+                f |= CRASH;
+            }
+            for k in next
+                .containers
+                .iter()
+                .filter(|k| k.capturer == Capturer::Down)
+            {
+                if k.lost_on_crash {
+                    f |= LOSS;
+                }
+                if model.output_ahead(k) {
+                    f |= AHEAD;
+                }
+            }
+            if seen.insert(fp(&next, f)) {
+                stack.push((next, f));
+            }
+        }
+    }
+    census.visited = seen.len();
+    Some(census)
+}

@@ -4,7 +4,9 @@
 //! [`capturer_core::ContainerMachine`]s and an abstract Docker daemon around them: per
 //! container a finite log on stdout and stderr ([`log`]), running / stopped / removed, the
 //! daemon's `since` rule (both readings, [`log::SinceRule`]), daemon restarts, the reader and
-//! heartbeat tasks the machine's commands spawned, and what reached the sink ([`system`]).
+//! heartbeat tasks the machine's commands spawned, the sink's output (written, then durable)
+//! and the persisted cursor, which capturer crashes (SIGKILL, power loss) truncate to what
+//! survives and the start-up recovers from ([`system`]).
 //! [`check`] runs the checker and renders counterexamples as readable traces; the binary
 //! (`cargo run --release -p capturer-model -- check`) prints the figures. `docs/model.md`
 //! says what is modelled, what is abstracted away and why that is sound.
@@ -18,7 +20,7 @@ pub mod system;
 
 pub use check::{run, Outcome, Search, Verdict};
 pub use log::SinceRule;
-pub use system::{Action, Bounds, CaptureModel, Options, State};
+pub use system::{Action, Bounds, CaptureModel, Options, RuntimeMutant, State};
 
 use capturer_core::Mutant;
 
@@ -45,4 +47,20 @@ pub const MUTANT_NAMES: [&str; 6] = [
 /// The mutant called `name`.
 pub fn mutant_named(name: &str) -> Option<Mutant> {
     MUTANTS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+}
+
+/// Every mutant of the model's runtime (its sink and start-up), by the name `capturer-model
+/// check --mutant` takes.
+pub const RUNTIME_MUTANTS: [(&str, RuntimeMutant); 3] = [
+    ("persist-before-ack", RuntimeMutant::PersistBeforeAck),
+    ("no-recovery", RuntimeMutant::NoRecovery),
+    ("sync-own-writes-only", RuntimeMutant::SyncOwnWritesOnly),
+];
+
+/// The runtime mutant called `name`.
+pub fn runtime_mutant_named(name: &str) -> Option<RuntimeMutant> {
+    RUNTIME_MUTANTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m)
 }

@@ -13,18 +13,23 @@
 //!   --errors E             reader errors, in all (default 0)
 //!   --ticks T              heartbeat ticks, in all (default 0)
 //!   --removals             a stopped container may be removed
-//!   --capturer-stops C     capturer stops (default 1)
+//!   --capturer-stops C     capturer stops, graceful or crashes (default 1)
 //!   --capturer-restarts C  capturer restarts after a stop, from the checkpoints (default 1)
 //!   --in-flight F          frames a cancelled reader may still deliver (default 1)
 //!   --split W|all          the first run writes W entries, or (default) every boundary
 //!   --resends N            daemon re-sends within a stream, in all (default 1)
 //!   --early-ends N         follow streams ending early once the container stopped (default 1)
 //!   --births N             containers created while the capturer is stopped (default 0)
+//!   --crashes N            capturer crashes, SIGKILL or power loss (default 1): each
+//!                          is one of the capturer stops, and a start-up recovers
+//!   --syncs N              sink ticks per container: fsync, then persist (default 0)
 //!   --old-discovery        the pre-fix start-up listing (no watermark: only running
 //!                          containers and those with a saved cursor are taken on)
 //!   --rule A|B|both        the daemon's since rule (default both)
-//!   --mutant NAME          shared-scope | strictly-greater | whole-second |
-//!                          eager-rotation | trust-resends | trust-draining-end
+//!   --mutant NAME          the machine's: shared-scope | strictly-greater |
+//!                          whole-second | eager-rotation | trust-resends |
+//!                          trust-draining-end; the runtime's: persist-before-ack |
+//!                          no-recovery | sync-own-writes-only
 //!   --bfs                  breadth first without symmetry (shortest traces, more states)
 //!   --product              interleave the containers' steps in every order (a product)
 //!                          instead of running them one after the other
@@ -35,13 +40,14 @@ use std::process::ExitCode;
 
 use capturer_core::Mutant;
 use capturer_model::check::{run, Search};
-use capturer_model::{Bounds, CaptureModel, Options, SinceRule};
+use capturer_model::{Bounds, CaptureModel, Options, RuntimeMutant, SinceRule};
 use stateright::Model;
 
 struct Cli {
     bounds: Bounds,
     rules: Vec<SinceRule>,
     mutant: Option<Mutant>,
+    runtime_mutant: Option<RuntimeMutant>,
     search: Search,
     threads: usize,
     compose: bool,
@@ -53,6 +59,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         bounds: Bounds::default(),
         rules: SinceRule::ALL.to_vec(),
         mutant: None,
+        runtime_mutant: None,
         search: Search::DfsSymmetric,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         compose: true,
@@ -78,6 +85,8 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--resends" => b.resends = number(value()?)?,
             "--early-ends" => b.early_ends = number(value()?)?,
             "--births" => b.births = usize::from(number(value()?)?),
+            "--crashes" => b.crashes = number(value()?)?,
+            "--syncs" => b.syncs = number(value()?)?,
             "--old-discovery" => cli.old_discovery = true,
             "--split" => {
                 b.split = match value()?.as_str() {
@@ -98,12 +107,18 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--mutant" => {
                 let name = value()?;
-                cli.mutant = Some(capturer_model::mutant_named(name).ok_or_else(|| {
-                    format!(
-                        "--mutant {name}: {}",
-                        capturer_model::MUTANT_NAMES.join(", ")
-                    )
-                })?)
+                if let Some(m) = capturer_model::runtime_mutant_named(name) {
+                    cli.runtime_mutant = Some(m);
+                } else {
+                    cli.mutant = Some(capturer_model::mutant_named(name).ok_or_else(|| {
+                        let runtime = capturer_model::RUNTIME_MUTANTS.map(|(n, _)| n);
+                        format!(
+                            "--mutant {name}: {}, {}",
+                            capturer_model::MUTANT_NAMES.join(", "),
+                            runtime.join(", ")
+                        )
+                    })?)
+                }
             }
             other => return Err(format!("unknown option {other}")),
         }
@@ -125,8 +140,8 @@ fn check(cli: &Cli) -> bool {
     println!(
         "bounds: {} containers, {} log entries each, {} rotation(s), {} container restart(s), \
          {} daemon restart(s), {} reader error(s), {} tick(s), removals {}, {} capturer stop(s) and {} restart(s), \
-         {} frame(s) in flight, {} re-send(s), {} early end(s), {} birth(s); mutant {:?}, {} discovery; \
-         {:?}, {} thread(s), {}",
+         {} frame(s) in flight, {} re-send(s), {} early end(s), {} birth(s), {} crash(es), \
+         {} sink tick(s); mutant {:?}, runtime mutant {:?}, {} discovery; {:?}, {} thread(s), {}",
         b.containers,
         b.lines,
         b.rotations,
@@ -141,7 +156,10 @@ fn check(cli: &Cli) -> bool {
         b.resends,
         b.early_ends,
         b.births,
+        b.crashes,
+        b.syncs,
         cli.mutant,
+        cli.runtime_mutant,
         if cli.old_discovery { "old (no watermark)" } else { "watermark" },
         cli.search,
         cli.threads,
@@ -155,6 +173,7 @@ fn check(cli: &Cli) -> bool {
             mutant: cli.mutant,
             compose: cli.compose,
             old_discovery: cli.old_discovery,
+            runtime_mutant: cli.runtime_mutant,
         };
         println!("\nsince rule {}", rule.name());
         let out = run(opts, cli.search, cli.threads, &[]);
@@ -204,6 +223,7 @@ fn explore(cli: &Cli, addr: &str) {
         mutant: cli.mutant,
         compose: cli.compose,
         old_discovery: cli.old_discovery,
+        runtime_mutant: cli.runtime_mutant,
     };
     println!(
         "serving stateright's Explorer on http://{addr} ({})",
@@ -294,6 +314,8 @@ mod tests {
             ("--resends", b.resends.to_string()),
             ("--early-ends", b.early_ends.to_string()),
             ("--births", b.births.to_string()),
+            ("--crashes", b.crashes.to_string()),
+            ("--syncs", b.syncs.to_string()),
         ] {
             assert_eq!(stated(flag), value, "{flag}");
         }

@@ -20,7 +20,7 @@ use capturer_core::discovery::{admission, Admission, Listed};
 use capturer_core::partial::DEFAULT_CAP;
 use capturer_core::{
     Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Generation, Instant,
-    Line, Mutant, Phase, ReadError, ReaderExit, Report, Stream, StreamSet, Timestamp,
+    Line, Mutant, Phase, Position, ReadError, ReaderExit, Report, Stream, StreamSet, Timestamp,
 };
 use stateright::{Model, Property};
 
@@ -73,6 +73,14 @@ pub struct Bounds {
     /// Containers that do not exist at the capturer's first listing: each may be created, run
     /// (and stop) while the capturer is stopped, and is found by the next start-up listing.
     pub births: usize,
+    /// Capturer crashes (SIGKILL or a power loss), each followed by a start-up that recovers
+    /// from what survived: the sink's output and the persisted cursor. A shared event, like a
+    /// stop: each container goes through it on its own.
+    pub crashes: u8,
+    /// Sink ticks per container (a shared event): the sink makes what it wrote durable (fsync,
+    /// or a network sink's acknowledgement), then persists the cursor that covers it. Only a
+    /// tick with something to do is taken (an idle one changes nothing).
+    pub syncs: u8,
 }
 
 impl Default for Bounds {
@@ -97,6 +105,8 @@ impl Default for Bounds {
             resends: 1,
             early_ends: 1,
             births: 0,
+            crashes: 1,
+            syncs: 0,
         }
     }
 }
@@ -116,6 +126,27 @@ pub struct Options {
     /// The pre-fix start-up listing: `discovery::admission` with no watermark, ever (only
     /// running containers and those with a saved cursor are taken on).
     pub old_discovery: bool,
+    /// A known bug re-created in the model's runtime (its sink and start-up), or `None`.
+    pub runtime_mutant: Option<RuntimeMutant>,
+}
+
+/// A bug of the runtime's durability flow, re-created in the model's abstract runtime (the
+/// core's [`Mutant`]s re-create the machine's). Selected by `check --mutant NAME` like those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RuntimeMutant {
+    /// The sink's tick persists the cursor first, then makes the lines it covers durable
+    /// (fsync, or a network sink's acknowledgement): a crash in between leaves a persisted
+    /// cursor past lines a power loss then erases, and they are never read again.
+    PersistBeforeAck,
+    /// The start-up resumes from the persisted cursor alone, ignoring the positions in the
+    /// output: lines written after the last persisted cursor, which survive a SIGKILL, are
+    /// delivered again.
+    NoRecovery,
+    /// The sink's tick fsyncs the output only if this process wrote to it since its last
+    /// fsync. After a SIGKILL, the records the killed process wrote may still be in the page
+    /// cache only; the start-up resumes past them, and a tick that persists that cursor
+    /// without an fsync leaves it past records a power loss then erases.
+    SyncOwnWritesOnly,
 }
 
 impl Default for Options {
@@ -126,6 +157,7 @@ impl Default for Options {
             mutant: None,
             compose: true,
             old_discovery: false,
+            runtime_mutant: None,
         }
     }
 }
@@ -137,6 +169,8 @@ pub struct CaptureModel {
     log: Vec<Entry>,
     frames: Vec<Vec<u8>>,
     meaning: Meaning,
+    /// Per stream, each logical line's position (what the cursor holds once it delivered it).
+    positions: [Vec<Position>; 2],
     config: Config,
     start: Cursor,
 }
@@ -148,6 +182,19 @@ pub enum Capturer {
     Running,
     /// Told to stop: every machine was sent `StopRequested`.
     Stopping,
+    /// Crashed (SIGKILL or a power loss): no machine, no task; what survives of its output
+    /// is decided in the next step (once per distinct crashed state, not once per state a
+    /// crash may strike in).
+    Crashed,
+    /// Crashed, and what survived is known: it starts again next, from that.
+    Down,
+}
+
+impl Capturer {
+    /// The process is alive (running or stopping).
+    pub fn up(self) -> bool {
+        matches!(self, Capturer::Running | Capturer::Stopping)
+    }
 }
 
 /// A docker event not yet delivered to the capturer.
@@ -245,6 +292,20 @@ pub enum Rotation {
     Blocked,
 }
 
+/// A cursor's positions, per stream (stdout, stderr): what the state file holds.
+pub type Positions = [Position; 2];
+
+/// What survives of a container's output when the capturer crashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cut {
+    /// SIGKILL: everything written survives (in the page cache), durable or not.
+    Kill,
+    /// A power loss (or an OS crash): per stream (stdout, stderr), this many records survive,
+    /// at least the durable ones and at most what was written (the OS may have written some
+    /// back; a torn last line is dropped). What survived is on disk: durable.
+    Power([u8; 2]),
+}
+
 /// Something the world saw that must never happen; the first one per container is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Flaw {
@@ -275,7 +336,7 @@ pub enum Flaw {
     TwoHeartbeats,
     /// A stopped machine emitted a command.
     CommandAfterStop,
-    /// A checkpoint is behind the previous one.
+    /// A checkpoint, or a persisted cursor, is behind the persisted one.
     CheckpointMovedBack,
     /// A command named a task that does not exist.
     StrayCommand(&'static str),
@@ -317,10 +378,32 @@ pub struct Container {
     pub readers: Vec<ReaderTask>,
     /// Live heartbeat tasks.
     pub heartbeats: Vec<HeartbeatTask>,
-    /// Logical lines delivered to the sink, per stream (stdout, stderr).
+    /// The sink's output, per stream (stdout, stderr): it holds that stream's first
+    /// `delivered[s]` logical lines, in order, each record at its own position (anything else
+    /// reaching the sink is a [`Flaw`], and the output's state after a flaw does not matter).
+    /// Written records are visible to a reader of the file at once.
     pub delivered: [u8; 2],
-    /// The last checkpointed cursor (what a restarted capturer resumes from).
-    pub checkpoint: Option<Cursor>,
+    /// Per stream, how many of the output's first records are durable (fsynced, or
+    /// acknowledged): the rest is lost in a power loss, unless the OS wrote it back before.
+    pub durable: [u8; 2],
+    /// The persisted cursor's positions (the state file), which a start-up recovers from with
+    /// the output. (The cursor the sink would persist at its next tick, the one covering what
+    /// it was handed, is the machine's own: [`CaptureModel::flushed`].)
+    pub checkpoint: Option<Positions>,
+    /// Mutant `PersistBeforeAck` only: a tick persisted the cursor and has yet to fsync.
+    pub acking: bool,
+    /// Mutant `SyncOwnWritesOnly` only: this process wrote to the output since its last fsync.
+    pub wrote: bool,
+    /// Sink ticks this container went through.
+    pub syncs: u8,
+    /// Crashes this container went through.
+    pub crashes: u8,
+    /// A line reached the sink with a position (`pos`) other than its own.
+    pub misplaced: bool,
+    /// What survived the crash lacks records that were written (a power loss before they were
+    /// durable). Cleared at the start-up: kept only as a witness that such crashes are reached
+    /// (every history goes on from there to a terminal state, where exactly-once is judged).
+    pub lost_on_crash: bool,
     /// The latest rotation.
     pub rotation: Rotation,
     /// The first flaw seen.
@@ -415,8 +498,19 @@ pub enum Action {
     DaemonRestart(usize),
     /// The capturer is told to stop (SIGTERM): `StopRequested` reaches the machine.
     Stop(usize),
-    /// The stopped capturer starts again, from its checkpoint, and lists the container.
+    /// The stopped or crashed capturer starts again: it recovers the container's cursor from
+    /// the output and the persisted cursor, and lists the container.
     Restart(usize),
+    /// The sink's tick for the container: the lines written become durable (fsync, or a
+    /// network sink's acknowledgement), then the cursor that covers them is persisted. With
+    /// `RuntimeMutant::PersistBeforeAck` only the persist happens here, the fsync is [`Action::Ack`].
+    Sync(usize),
+    /// `RuntimeMutant::PersistBeforeAck`: the tick's fsync, after its persist.
+    Ack(usize),
+    /// The capturer crashes: the process, its machine and its tasks are gone.
+    Crash(usize),
+    /// What survives of the container's output, decided right after a crash.
+    Survive(usize, Cut),
     /// The first container is done; the next one runs.
     Pass,
     /// Without composition: the daemon restarts, for every container at once.
@@ -425,6 +519,11 @@ pub enum Action {
     StopAll,
     /// Without composition: the capturer starts again once every machine stopped.
     RestartAll,
+    /// Without composition: the sink's tick, for every container at once.
+    SyncAll,
+    /// Without composition: the capturer crashes, for every container at once (what survives
+    /// of each output is then decided container by container).
+    CrashAll,
 }
 
 /// Collects a readable account of one step, for traces and the Explorer.
@@ -453,6 +552,16 @@ impl CaptureModel {
         let log = canonical_log(opts.bounds.lines);
         let frames = log.iter().map(Entry::frame).collect();
         let meaning = meaning(&log);
+        // A line's position: its stamp, and how many lines of its stream carry that stamp up
+        // to it (itself included).
+        let positions = meaning.lines.clone().map(|lines| {
+            (0..lines.len())
+                .map(|j| Position {
+                    ts: lines[j].ts,
+                    n: lines[..=j].iter().filter(|l| l.ts == lines[j].ts).count() as u64,
+                })
+                .collect()
+        });
         let config = Config {
             rotate_every: Duration::from_secs(300),
             heartbeat_every: Duration::from_secs(30),
@@ -469,6 +578,7 @@ impl CaptureModel {
             log,
             frames,
             meaning,
+            positions,
             config,
             start: Cursor::new(BASE, StreamSet::MULTIPLEXED),
         }
@@ -528,16 +638,65 @@ impl CaptureModel {
             && k.machine.poll_timeout().is_none()
     }
 
-    /// Every line written to `k` was delivered exactly once: none twice, none out of order,
-    /// none missing (unless `k` was removed: its log is gone).
+    /// Every line written to `k` is in the output exactly once: per stream, the output holds
+    /// the stream's lines in order, none missing (unless `k` was removed: its log is gone),
+    /// and no line the sink was handed was a duplicate, a skip or unknown.
     pub fn all_delivered(&self, k: &Container) -> bool {
-        let once = no_flaw(k, |f| {
-            matches!(
-                f,
-                Flaw::Duplicate { .. } | Flaw::Skipped { .. } | Flaw::Unknown { .. }
-            )
-        });
-        once && (k.removed || k.delivered == self.meaning.upto[usize::from(k.written)])
+        once_in_order(k) && (k.removed || k.delivered == self.meaning.upto[usize::from(k.written)])
+    }
+
+    /// Per stream, the position of the output's last record among the first `n[s]` (what the
+    /// start-up reads from the tail of the surviving output), if any.
+    pub fn last_positions(&self, n: [u8; 2]) -> [Option<Position>; 2] {
+        [0, 1].map(|s| {
+            usize::from(n[s])
+                .checked_sub(1)
+                .map(|j| self.positions[s][j])
+        })
+    }
+
+    /// The persisted cursor is not past the durable output: per stream, its position is at
+    /// most the last durable record's (or the capture's start where none is). A power loss
+    /// keeps the durable records, so a cursor past them would skip what it erased.
+    pub fn persisted_within_durable(&self, k: &Container) -> bool {
+        // Once a line reached the sink twice, out of order or unknown (property 6 fails), the
+        // output's counts no longer say what it holds.
+        let Some(cp) = k.checkpoint.filter(|_| once_in_order(k)) else {
+            return true;
+        };
+        let durable = self.last_positions(k.durable);
+        (0..2).all(|s| cp[s] <= durable[s].unwrap_or(self.start_positions()[s]))
+    }
+
+    /// Some stream of `k`'s output holds a line past the persisted cursor.
+    pub fn output_ahead(&self, k: &Container) -> bool {
+        let cp = k.checkpoint.unwrap_or_else(|| self.start_positions());
+        let last = self.last_positions(k.delivered);
+        (0..2).any(|s| last[s].is_some_and(|p| p > cp[s]))
+    }
+
+    /// The capture's start, per stream: where a cursor that delivered nothing stands.
+    pub fn start_positions(&self) -> Positions {
+        positions(&self.start)
+    }
+
+    /// The cursor the sink holds for `k`, which its next tick persists: the one that covers
+    /// every line handed to it (the last batch's, or the machine's last `Checkpoint`). It is
+    /// the machine's cursor: that moves only when a line is delivered, and each line goes to
+    /// the sink with it. None while the capturer has no machine for `k`.
+    pub fn flushed(&self, k: &Container) -> Option<Positions> {
+        (k.admitted && k.capturer.up()).then(|| positions(k.machine.cursor()))
+    }
+
+    /// The cursor at `p`: the capture's start, each stream raised to its position.
+    pub fn cursor_at(&self, p: Positions) -> Cursor {
+        let mut cursor = self.start.clone();
+        for (s, p) in [Stream::Stdout, Stream::Stderr].into_iter().zip(p) {
+            if p > cursor.position(s) {
+                raise(&mut cursor, s, p);
+            }
+        }
+        cursor
     }
 
     /// At rest, `k` has delivered every line it wrote, exactly once.
@@ -605,6 +764,12 @@ impl CaptureModel {
             };
             let want = self.meaning.upto[usize::from(k.written)];
             out.push(format!(
+                "c{c}: output {}, persisted cursor {}, crashes {}",
+                self.show_output(k),
+                k.checkpoint.map(show_persisted).unwrap_or_default(),
+                k.crashes,
+            ));
+            out.push(format!(
                 "c{c}: phase {}, last generation {}, {} reader task(s), {} heartbeat task(s), \
                  delivered stdout {}/{} stderr {}/{} of the lines written, rotation {:?}, \
                  running {}, removed {}, known to the capturer {}, flaw {:?}, \
@@ -625,6 +790,18 @@ impl CaptureModel {
             ));
         }
         out
+    }
+
+    /// The output's lines per stream, and how many are durable.
+    fn show_output(&self, k: &Container) -> String {
+        let stream = |s: usize| {
+            let texts: Vec<String> = self.meaning.lines[s][..usize::from(k.delivered[s])]
+                .iter()
+                .map(|l| String::from_utf8_lossy(&l.text).into_owned())
+                .collect();
+            format!("[{}] ({} durable)", texts.join(", "), k.durable[s])
+        };
+        format!("stdout {}, stderr {}", stream(0), stream(1))
     }
 
     fn limit(r: &ReaderTask, c: &Container) -> usize {
@@ -683,13 +860,53 @@ impl CaptureModel {
     }
 
     /// Creates container `k`'s machine (it was listed and admitted, or seen starting), from
-    /// its saved cursor or the capture's start; that cursor is saved at once, as the runtime
-    /// does before a watermark may vouch for it.
-    fn admit(&self, k: &mut Container) {
-        let cursor = k.checkpoint.clone().unwrap_or_else(|| self.start.clone());
-        k.machine = ContainerMachine::new(self.config.clone(), cursor.clone());
-        k.checkpoint.get_or_insert(cursor);
+    /// the cursor [`recover`](Self::recover)ed from its output and its persisted cursor (the
+    /// capture's start if neither has anything); a container with no persisted cursor has
+    /// that one saved at once, as the runtime does before a watermark may vouch for it.
+    fn admit(&self, k: &mut Container, notes: &mut Notes) {
+        let persisted = k.checkpoint.unwrap_or_else(|| self.start_positions());
+        let (cursor, ahead) = self.recover(k.delivered, persisted);
+        notes.add(|| {
+            format!(
+                "    recovery: the output's last positions {}, persisted {}: resumes from {}{}",
+                show_positions(self.last_positions(k.delivered)),
+                k.checkpoint
+                    .map(show_persisted)
+                    .unwrap_or_else(|| "none".into()),
+                show_cursor(&cursor),
+                if ahead { " (the output is ahead)" } else { "" }
+            )
+        });
+        k.checkpoint.get_or_insert(positions(&cursor));
+        k.machine = ContainerMachine::new(self.config.clone(), cursor);
         k.admitted = true;
+    }
+
+    /// The start-up's recovery rule: per stream, the LATER of the last position found in the
+    /// surviving output and the persisted cursor's (with `RuntimeMutant::NoRecovery`, the
+    /// persisted cursor alone). Also says whether the output was ahead on some stream.
+    pub fn recover(&self, out: [u8; 2], persisted: Positions) -> (Cursor, bool) {
+        let mut at = persisted;
+        let mut ahead = false;
+        if self.opts.runtime_mutant != Some(RuntimeMutant::NoRecovery) {
+            for (p, last) in at.iter_mut().zip(self.last_positions(out)) {
+                if let Some(last) = last.filter(|last| last > p) {
+                    *p = last;
+                    ahead = true;
+                }
+            }
+        }
+        (self.cursor_at(at), ahead)
+    }
+
+    /// The sink persists `p` (a tick, or its close).
+    fn persist(k: &mut Container, p: Positions) {
+        if k.checkpoint
+            .is_some_and(|old| p[0] < old[0] || p[1] < old[1])
+        {
+            flaw(k, Flaw::CheckpointMovedBack);
+        }
+        k.checkpoint = Some(p);
     }
 
     fn apply(&self, st: &mut State, a: Action, notes: &mut Notes) {
@@ -705,6 +922,8 @@ impl CaptureModel {
             Action::DaemonRestartAll => each(Action::DaemonRestart),
             Action::StopAll => each(Action::Stop),
             Action::RestartAll => each(Action::Restart),
+            Action::SyncAll => each(Action::Sync),
+            Action::CrashAll => each(Action::Crash),
             other => vec![other],
         };
         for step in steps {
@@ -712,7 +931,41 @@ impl CaptureModel {
         }
         for k in &mut st.containers {
             settle(k);
+            self.settle_sink(k);
         }
+    }
+
+    /// Once a container has no crash left, what is durable and what is persisted no longer
+    /// matters: only a start-up after a crash reads them, and the close at a stop makes the
+    /// whole output durable and persists the last cursor. So ticks stop, and the sink is kept
+    /// as if it had just ticked (merging states that differ only in when it ticked).
+    fn settle_sink(&self, k: &mut Container) {
+        if self.may_crash_later(k) || !k.capturer.up() {
+            return;
+        }
+        k.crashes = self.opts.bounds.crashes;
+        k.syncs = self.opts.bounds.syncs;
+        k.durable = k.delivered;
+        k.acking = false;
+        k.wrote = false;
+        if let Some(f) = self.flushed(k) {
+            Self::persist(k, f);
+        }
+    }
+
+    /// `k`'s capturer may crash now: while it runs, as one of its stops; while it stops, on
+    /// the way (SIGKILL after a SIGTERM that took too long).
+    fn may_crash(&self, k: &Container) -> bool {
+        k.capturer.up() && self.may_crash_later(k)
+    }
+
+    /// A crash of `k`'s capturer may still come: the budget allows one, a restart after it,
+    /// and a stop still to come or under way.
+    fn may_crash_later(&self, k: &Container) -> bool {
+        let b = &self.opts.bounds;
+        k.crashes < b.crashes
+            && k.relists < b.capturer_restarts
+            && (k.stops < b.capturer_stops || k.capturer != Capturer::Running)
     }
 
     /// The per-container checks of every property, on `k`.
@@ -803,7 +1056,7 @@ impl CaptureModel {
                         notes.add(|| "    (ignored: the capturer does not know it)".to_string());
                         return;
                     }
-                    self.admit(k);
+                    self.admit(k, notes);
                 }
                 let event = match ev {
                     DockerEvent::Started => Event::ContainerStarted,
@@ -1032,10 +1285,28 @@ impl CaptureModel {
             }
             Action::Restart(c) => {
                 let n = name(c);
-                notes.add(|| format!("c{}: the capturer starts again from its checkpoint", n));
                 let k = &mut st.containers[c];
-                k.capturer = Capturer::Running;
+                if k.capturer == Capturer::Stopping {
+                    // A clean stop: the sink wrote, made durable and persisted everything
+                    // before the process ended.
+                    notes.add(|| {
+                        format!(
+                            "c{n}: the sink closes (its output durable, the last cursor \
+                             persisted); the capturer starts again"
+                        )
+                    });
+                    k.durable = k.delivered;
+                    k.acking = false;
+                    k.wrote = false;
+                    if let Some(f) = self.flushed(k) {
+                        Self::persist(k, f);
+                    }
+                } else {
+                    notes.add(|| format!("c{n}: the capturer starts again after its crash"));
+                }
                 k.relists += 1;
+                k.capturer = Capturer::Running;
+                k.lost_on_crash = false;
                 if k.removed || !k.exists {
                     return;
                 }
@@ -1063,11 +1334,122 @@ impl CaptureModel {
                         Event::ContainerDied
                     }
                 };
-                self.admit(k);
+                self.admit(k, notes);
                 notes.add(|| format!("    -> the machine is fed {event:?}"));
                 self.feed(st, c, Input::Event(event), notes);
             }
-            Action::Pass | Action::DaemonRestartAll | Action::StopAll | Action::RestartAll => {}
+            Action::Sync(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                k.syncs += 1;
+                let flushed = self.flushed(k);
+                let persisted = flushed.map(show_persisted);
+                let output = self.show_output(k);
+                if self.opts.runtime_mutant == Some(RuntimeMutant::PersistBeforeAck) {
+                    notes.add(|| {
+                        format!(
+                            "c{n}: the sink's tick persists the cursor {} FIRST (mutant); its \
+                             fsync comes next (output {output})",
+                            persisted.unwrap_or_default()
+                        )
+                    });
+                    if let Some(f) = flushed {
+                        Self::persist(k, f);
+                    }
+                    k.acking = true;
+                } else if self.opts.runtime_mutant == Some(RuntimeMutant::SyncOwnWritesOnly)
+                    && !k.wrote
+                {
+                    notes.add(|| {
+                        format!(
+                            "c{n}: the sink's tick persists the cursor {} WITHOUT an fsync \
+                             (mutant: this process wrote nothing; output {output})",
+                            persisted.unwrap_or_default()
+                        )
+                    });
+                    if let Some(f) = flushed {
+                        Self::persist(k, f);
+                    }
+                } else {
+                    notes.add(|| {
+                        format!(
+                            "c{n}: the sink's tick fsyncs the output ({output}), then \
+                             persists the cursor {}",
+                            persisted.unwrap_or_default()
+                        )
+                    });
+                    k.durable = k.delivered;
+                    k.wrote = false;
+                    if let Some(f) = flushed {
+                        Self::persist(k, f);
+                    }
+                }
+            }
+            Action::Ack(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                let output = self.show_output(k);
+                notes.add(|| format!("c{n}: the sink's tick fsyncs the output ({output})"));
+                k.durable = k.delivered;
+                k.acking = false;
+            }
+            Action::Crash(c) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                notes.add(|| format!("c{n}: the capturer CRASHES"));
+                k.crashes += 1;
+                if k.capturer == Capturer::Running {
+                    // A crash ends the capturer like a stop does (the stop budget counts both).
+                    k.stops += 1;
+                }
+                k.capturer = Capturer::Crashed;
+                k.acking = false;
+                k.wrote = false;
+                // The process is gone, and with it the machine, its tasks and its events.
+                k.machine = ContainerMachine::new(self.config.clone(), self.start.clone());
+                k.admitted = false;
+                k.readers.clear();
+                k.heartbeats.clear();
+                k.events.clear();
+                k.rotation = Rotation::Done;
+            }
+            Action::Survive(c, cut) => {
+                let n = name(c);
+                let k = &mut st.containers[c];
+                let output = self.show_output(k);
+                let persisted = k.checkpoint.map(show_persisted).unwrap_or_default();
+                let what = match cut {
+                    Cut::Kill => "SIGKILL: everything written survives".to_string(),
+                    Cut::Power(keep) if keep == k.durable => {
+                        "a power loss: only the durable records survive".to_string()
+                    }
+                    Cut::Power(keep) if keep == k.delivered => {
+                        "a power loss after the OS wrote everything back".to_string()
+                    }
+                    Cut::Power(keep) => format!(
+                        "a power loss after the OS wrote some back: {} stdout and {} stderr \
+                         record(s) survive",
+                        keep[0], keep[1]
+                    ),
+                };
+                notes.add(|| {
+                    format!(
+                        "c{n}: {what}; the output was {output}, the persisted cursor {persisted}"
+                    )
+                });
+                k.capturer = Capturer::Down;
+                if let Cut::Power(keep) = cut {
+                    k.lost_on_crash |= keep != k.delivered;
+                    k.delivered = keep;
+                    k.durable = keep;
+                }
+            }
+            Action::Pass
+            | Action::DaemonRestartAll
+            | Action::StopAll
+            | Action::RestartAll
+            | Action::SyncAll
+            | Action::CrashAll => {}
         }
     }
 
@@ -1165,19 +1547,26 @@ impl CaptureModel {
                     Flaw::StrayCommand("StopHeartbeat with no live heartbeat"),
                 ),
             },
+            // The reader hands the line to the sink with the cursor that covers it; the sink
+            // writes it at once (visible to a reader of the file, not yet durable).
             Command::Emit(line) => self.deliver(k, &line),
-            Command::Checkpoint(mut cursor) => {
-                // What is persisted: the per-generation replay counts are not.
-                cursor.begin_generation();
+            Command::Checkpoint(cursor) => {
+                // The sink persists it at its next tick (it is the machine's cursor, which
+                // `flushed` reads), once the lines before it are durable.
+                let p = positions(&cursor);
                 if k.checkpoint
-                    .as_ref()
-                    .is_some_and(|prev| !cursor.dominates(prev))
+                    .is_some_and(|old| p[0] < old[0] || p[1] < old[1])
                 {
                     flaw(k, Flaw::CheckpointMovedBack);
                 }
-                k.checkpoint = Some(cursor);
             }
-            Command::Forget => k.checkpoint = None,
+            Command::Forget => {
+                // The sink closes the file (fsynced) and deletes the cursor.
+                k.durable = k.delivered;
+                k.wrote = false;
+                k.acking = false;
+                k.checkpoint = None;
+            }
             Command::Report(Report::UnknownGeneration { event, .. }) => {
                 flaw(k, Flaw::StrayReport(event));
             }
@@ -1203,44 +1592,49 @@ impl CaptureModel {
         let lines = &self.meaning.lines[i];
         let same = |l: &LogLine| l.ts == line.ts && l.text == line.message && !line.truncated;
         let next = usize::from(k.delivered[i]);
-        let live = k.machine.live_generation();
-        let mut progress = || {
-            if let Some(r) = k.readers.iter_mut().find(|r| Some(r.generation) == live) {
-                r.progress = true;
-            }
-        };
-        if lines.get(next).is_some_and(same) {
-            progress();
-            k.delivered[i] += 1;
+        let Some(j) = lines.iter().position(same) else {
+            flaw(
+                k,
+                Flaw::Unknown {
+                    stream: line.stream,
+                },
+            );
             return;
-        }
-        match lines.iter().position(same) {
-            Some(j) if j < next => flaw(
+        };
+        // Equal-timestamp lines are told apart by their text, and by their order.
+        let j = if lines.get(next).is_some_and(same) {
+            next
+        } else {
+            j
+        };
+        // Kept apart from the flaws: a wrong position must not hide a later duplicate.
+        k.misplaced |= line.pos != self.positions[i][j];
+        if j < next {
+            flaw(
                 k,
                 Flaw::Duplicate {
                     stream: line.stream,
                     line: j as u8,
                 },
-            ),
-            Some(j) => {
-                progress();
-                flaw(
-                    k,
-                    Flaw::Skipped {
-                        stream: line.stream,
-                        expected: next as u8,
-                        got: j as u8,
-                    },
-                );
-                k.delivered[i] = (j + 1) as u8;
-            }
-            None => flaw(
-                k,
-                Flaw::Unknown {
-                    stream: line.stream,
-                },
-            ),
+            );
+            return;
         }
+        let live = k.machine.live_generation();
+        if let Some(r) = k.readers.iter_mut().find(|r| Some(r.generation) == live) {
+            r.progress = true;
+        }
+        k.wrote |= self.opts.runtime_mutant == Some(RuntimeMutant::SyncOwnWritesOnly);
+        if j > next {
+            flaw(
+                k,
+                Flaw::Skipped {
+                    stream: line.stream,
+                    expected: next as u8,
+                    got: j as u8,
+                },
+            );
+        }
+        k.delivered[i] = (j + 1) as u8;
     }
 
     /// The actions that concern container `c` alone, and with `shared` the shared events as
@@ -1249,6 +1643,12 @@ impl CaptureModel {
         let b = &self.opts.bounds;
         let budget = &s.budget;
         let k = &s.containers[c];
+        if k.capturer == Capturer::Crashed {
+            // Nothing happens before what survived the crash is known.
+            actions.push(Action::Survive(c, Cut::Kill));
+            actions.extend(power_cuts(k).map(|keep| Action::Survive(c, Cut::Power(keep))));
+            return;
+        }
         let capturing = k.capturer == Capturer::Running;
         if k.running {
             actions.push(Action::Die(c));
@@ -1318,6 +1718,9 @@ impl CaptureModel {
                 actions.push(Action::Tick(c, i));
             }
         }
+        if k.acking {
+            actions.push(Action::Ack(c));
+        }
         // The shared events, as this container goes through them.
         if !shared {
             return;
@@ -1328,9 +1731,42 @@ impl CaptureModel {
         if capturing && k.stops < b.capturer_stops {
             actions.push(Action::Stop(c));
         }
-        if !capturing && stop_complete(k) && k.relists < b.capturer_restarts {
+        if may_restart(k, b) {
             actions.push(Action::Restart(c));
         }
+        if self.may_sync(k) && self.sync_due(k) {
+            actions.push(Action::Sync(c));
+        }
+        if self.may_crash(k) {
+            actions.push(Action::Crash(c));
+        }
+    }
+
+    /// The sink may tick for `k` (the capturer is up, the budget allows, no tick half done).
+    fn may_sync(&self, k: &Container) -> bool {
+        k.capturer.up() && k.syncs < self.opts.bounds.syncs && self.may_crash_later(k) && !k.acking
+    }
+
+    /// A tick would change something for `k`: records to make durable, or a cursor to persist.
+    fn sync_due(&self, k: &Container) -> bool {
+        k.durable != k.delivered || self.flushed(k).is_some_and(|f| Some(f) != k.checkpoint)
+    }
+}
+
+/// What a power loss may leave of `k`'s output: per stream, from the durable records to
+/// everything written.
+fn power_cuts(k: &Container) -> impl Iterator<Item = [u8; 2]> {
+    let (d, w) = (k.durable, k.delivered);
+    (d[0]..=w[0]).flat_map(move |o| (d[1]..=w[1]).map(move |e| [o, e]))
+}
+
+/// The capturer may start again: after a crash, at once; after a stop, once every task of the
+/// machine was joined, within the restart budget.
+pub fn may_restart(k: &Container, b: &Bounds) -> bool {
+    match k.capturer {
+        Capturer::Down => true,
+        Capturer::Stopping => stop_complete(k) && k.relists < b.capturer_restarts,
+        Capturer::Running | Capturer::Crashed => false,
     }
 }
 
@@ -1355,6 +1791,49 @@ fn flaw(k: &mut Container, f: Flaw) {
     k.flaw.get_or_insert(f);
 }
 
+/// Moves `cursor`'s position of `stream` up to `p` (which is past it), through the cursor's
+/// public API: in a fresh generation, `p.n` messages stamped `p.ts` are accepted (those the
+/// position already counts are judged duplicates, the others move it), which leaves it at
+/// exactly `(p.ts, p.n)`.
+fn raise(cursor: &mut Cursor, stream: Stream, p: Position) {
+    cursor.begin_generation();
+    for _ in 0..p.n {
+        cursor.accept(stream, p.ts);
+    }
+    cursor.begin_generation();
+    assert_eq!(cursor.position(stream), p, "the cursor is raised to {p:?}");
+}
+
+fn show_position(p: Position) -> String {
+    format!("{} #{}", rel(p.ts), p.n)
+}
+
+fn show_positions(p: [Option<Position>; 2]) -> String {
+    let one = |p: Option<Position>| p.map_or("none".to_string(), show_position);
+    format!("(stdout {}, stderr {})", one(p[0]), one(p[1]))
+}
+
+/// A cursor's positions on stdout and stderr.
+pub fn positions(c: &Cursor) -> Positions {
+    [c.position(Stream::Stdout), c.position(Stream::Stderr)]
+}
+
+fn show_persisted(p: Positions) -> String {
+    format!(
+        "(stdout {}, stderr {})",
+        show_position(p[0]),
+        show_position(p[1])
+    )
+}
+
+fn show_cursor(c: &Cursor) -> String {
+    format!(
+        "(stdout {}, stderr {})",
+        show_position(c.position(Stream::Stdout)),
+        show_position(c.position(Stream::Stderr))
+    )
+}
+
 fn show_command(cmd: &Command) -> String {
     match cmd {
         Command::OpenStream { generation, since } => {
@@ -1369,13 +1848,7 @@ fn show_command(cmd: &Command) -> String {
             String::from_utf8_lossy(&line.message),
             rel(line.ts)
         ),
-        Command::Checkpoint(c) => format!(
-            "Checkpoint(stdout {} #{}, stderr {} #{})",
-            rel(c.position(Stream::Stdout).ts),
-            c.position(Stream::Stdout).n,
-            rel(c.position(Stream::Stderr).ts),
-            c.position(Stream::Stderr).n
-        ),
+        Command::Checkpoint(c) => format!("Checkpoint{}", show_cursor(c)),
         other => format!("{other:?}"),
     }
 }
@@ -1441,7 +1914,14 @@ impl Model for CaptureModel {
             readers: Vec::new(),
             heartbeats: Vec::new(),
             delivered: [0, 0],
+            durable: [0, 0],
             checkpoint: None,
+            acking: false,
+            wrote: false,
+            syncs: 0,
+            crashes: 0,
+            misplaced: false,
+            lost_on_crash: false,
             rotation: Rotation::Done,
             flaw: None,
             exists: !born,
@@ -1494,10 +1974,13 @@ impl Model for CaptureModel {
                 // watermark yet, a stopped one would be left alone).
                 for c in 0..st.containers.len() {
                     if st.containers[c].exists {
-                        self.admit(&mut st.containers[c]);
+                        self.admit(&mut st.containers[c], &mut Notes::default());
                         let started = Input::Event(Event::ContainerStarted);
                         self.feed(&mut st, c, started, &mut Notes::default());
                     }
+                }
+                for k in &mut st.containers {
+                    self.settle_sink(k);
                 }
                 states.push(st);
             }
@@ -1507,6 +1990,15 @@ impl Model for CaptureModel {
 
     fn actions(&self, s: &State, actions: &mut Vec<Action>) {
         if !self.opts.compose {
+            // What survived a crash is decided first, container by container.
+            if let Some(c) = s
+                .containers
+                .iter()
+                .position(|k| k.capturer == Capturer::Crashed)
+            {
+                self.local_actions(s, c, false, actions);
+                return;
+            }
             // Every interleaving, and the shared events happen to every container at once.
             for c in 0..s.containers.len() {
                 self.local_actions(s, c, false, actions);
@@ -1519,12 +2011,14 @@ impl Model for CaptureModel {
             if all(&|k| k.capturer == Capturer::Running && k.stops < b.capturer_stops) {
                 actions.push(Action::StopAll);
             }
-            if all(&|k| {
-                k.capturer == Capturer::Stopping
-                    && stop_complete(k)
-                    && k.relists < b.capturer_restarts
-            }) {
+            if all(&|k| may_restart(k, b)) {
                 actions.push(Action::RestartAll);
+            }
+            if all(&|k| self.may_sync(k)) && s.containers.iter().any(|k| self.sync_due(k)) {
+                actions.push(Action::SyncAll);
+            }
+            if all(&|k| self.may_crash(k)) {
+                actions.push(Action::CrashAll);
             }
             return;
         }
@@ -1560,6 +2054,8 @@ impl Model for CaptureModel {
             (name == names::RESENT_DROPPED && b.resends == 0)
                 || (name == names::EARLY_END_READ && b.early_ends == 0)
                 || (name == names::BORN_WHILE_DOWN_READ && b.births == 0)
+                || ((name == names::CRASH_LOST || name == names::CRASH_OUTPUT_AHEAD)
+                    && b.crashes == 0)
         };
         properties().into_iter().filter(|p| !off(p.name)).collect()
     }
@@ -1575,6 +2071,16 @@ fn no_flaw(k: &Container, f: impl Fn(&Flaw) -> bool) -> bool {
     !k.flaw.as_ref().is_some_and(f)
 }
 
+/// No line reached the sink twice, out of order or unknown.
+fn once_in_order(k: &Container) -> bool {
+    no_flaw(k, |f| {
+        matches!(
+            f,
+            Flaw::Duplicate { .. } | Flaw::Skipped { .. } | Flaw::Unknown { .. }
+        )
+    })
+}
+
 /// Property names, for tests and reports.
 pub mod names {
     /// `check_invariants` holds for every machine (invariants 1 to 6, from the machine's books).
@@ -1588,7 +2094,7 @@ pub mod names {
     pub const STOPPED_QUIET: &str = "4: Stopped has no live task and emits nothing";
     /// World: tasks per container bounded by 2.
     pub const BOUNDED_TASKS: &str = "5: at most 2 live tasks per container (1 reader, 1 heartbeat)";
-    /// World: checkpoints never move back.
+    /// World: checkpoints, and the persisted cursor, never move back.
     pub const CURSOR_FORWARD: &str = "6: checkpointed cursors never move back";
     /// The exactly-once oracle, on every step.
     pub const PREFIX: &str =
@@ -1625,6 +2131,17 @@ pub mod names {
     /// Sometimes: a container born and stopped while the capturer was down was read whole.
     pub const BORN_WHILE_DOWN_READ: &str =
         "a container that ran while the capturer was down is drained";
+    /// World: every record carries its own position.
+    pub const POSITIONS: &str = "every line reaches the sink with its own position (pos)";
+    /// World: the sink persists a cursor only once the lines it covers are durable.
+    pub const PERSISTED_DURABLE: &str =
+        "8: the persisted cursor never runs ahead of the durable output";
+    /// Sometimes: a power loss erased written records (the start-up must read them again).
+    pub const CRASH_LOST: &str = "a crash erases written lines (a power loss)";
+    /// Sometimes: after a crash the output is past the persisted cursor (the start-up must
+    /// resume from the output).
+    pub const CRASH_OUTPUT_AHEAD: &str =
+        "after a crash the output is past the persisted cursor (SIGKILL)";
 }
 
 /// How a property is judged.
@@ -1643,7 +2160,7 @@ pub type Check = fn(&CaptureModel, &Container) -> bool;
 
 /// Every property: its name, its kind and its check on one container. The system's property is
 /// the check over every container (for `sometimes`, over some container).
-pub const PROPERTIES: [(&str, Kind, Check); 22] = [
+pub const PROPERTIES: [(&str, Kind, Check); 26] = [
     (names::INVARIANTS, Kind::Always, |_, k| {
         k.machine.check_invariants().is_ok()
     }),
@@ -1665,14 +2182,7 @@ pub const PROPERTIES: [(&str, Kind, Check); 22] = [
     (names::CURSOR_FORWARD, Kind::Always, |_, k| {
         no_flaw(k, |f| *f == Flaw::CheckpointMovedBack)
     }),
-    (names::PREFIX, Kind::Always, |_, k| {
-        no_flaw(k, |f| {
-            matches!(
-                f,
-                Flaw::Duplicate { .. } | Flaw::Skipped { .. } | Flaw::Unknown { .. }
-            )
-        })
-    }),
+    (names::PREFIX, Kind::Always, |_, k| once_in_order(k)),
     (names::AGREE, Kind::Always, |_, k| {
         no_flaw(k, |f| {
             matches!(f, Flaw::StrayCommand(_) | Flaw::StrayReport(_))
@@ -1734,6 +2244,16 @@ pub const PROPERTIES: [(&str, Kind, Check); 22] = [
     (names::BORN_WHILE_DOWN_READ, Kind::Sometimes, |m, k| {
         k.drained_new && k.written > 0 && m.is_quiescent(k) && m.all_delivered(k)
     }),
+    (names::POSITIONS, Kind::Always, |_, k| !k.misplaced),
+    (names::PERSISTED_DURABLE, Kind::Always, |m, k| {
+        m.persisted_within_durable(k)
+    }),
+    (names::CRASH_LOST, Kind::Sometimes, |_, k| {
+        k.capturer == Capturer::Down && k.lost_on_crash
+    }),
+    (names::CRASH_OUTPUT_AHEAD, Kind::Sometimes, |m, k| {
+        k.capturer == Capturer::Down && m.output_ahead(k)
+    }),
 ];
 
 /// Property `P` holds for every container (done ones by their summary).
@@ -1788,5 +2308,9 @@ fn properties() -> Vec<Property<CaptureModel>> {
         property!(19),
         property!(20),
         property!(21),
+        property!(22),
+        property!(23),
+        property!(24),
+        property!(25),
     ]
 }

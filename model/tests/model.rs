@@ -6,9 +6,9 @@
 //! binary checks the default bounds.
 
 use capturer_core::Mutant;
-use capturer_model::check::{render, run, shortest, Outcome, Search};
+use capturer_model::check::{crash_census, render, run, shortest, Outcome, Search};
 use capturer_model::system::names;
-use capturer_model::{Bounds, CaptureModel, Options, SinceRule};
+use capturer_model::{Bounds, CaptureModel, Options, RuntimeMutant, SinceRule};
 
 /// One container, a short log, a little of every trouble.
 fn small(lines: usize) -> Bounds {
@@ -28,6 +28,8 @@ fn small(lines: usize) -> Bounds {
         resends: 0,
         early_ends: 0,
         births: 0,
+        crashes: 0,
+        syncs: 0,
     }
 }
 
@@ -38,6 +40,15 @@ fn options(bounds: Bounds, rule: SinceRule, mutant: Option<Mutant>) -> Options {
         mutant,
         compose: true,
         old_discovery: false,
+        runtime_mutant: None,
+    }
+}
+
+/// The same with a mutant of the model's runtime (its sink and start-up).
+fn runtime_options(bounds: Bounds, rule: SinceRule, mutant: Option<RuntimeMutant>) -> Options {
+    Options {
+        runtime_mutant: mutant,
+        ..options(bounds, rule, None)
     }
 }
 
@@ -53,8 +64,10 @@ fn shortest_trace(opts: &Options, property: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no counterexample to {property:?} within the search limit"));
     let trace = render(&model, path);
     println!(
-        "\n--- {:?}{}, rule {:?}: shortest counterexample to \"{property}\" ---",
+        "\n--- {:?}{}{}, rule {:?}: shortest counterexample to \"{property}\" ---",
         opts.mutant,
+        opts.runtime_mutant
+            .map_or(String::new(), |m| format!(", runtime {m:?}")),
         if opts.old_discovery {
             ", old discovery"
         } else {
@@ -352,4 +365,186 @@ fn real_machine_is_clean_with_resends_early_ends_and_births() {
         );
         assert_eq!(failing(&out), Vec::<&str>::new(), "{bounds:?} {rule:?}");
     }
+}
+
+/// Crashes: the capturer killed (SIGKILL: what it wrote survives, durable or not) or the
+/// machine losing power (only what is durable survives, or more if the OS wrote it back), at
+/// any point, then a start-up that recovers each stream from the later of the output's last
+/// position and the persisted cursor. One container, a short log, the sink ticking once.
+fn crashing(lines: usize) -> Bounds {
+    Bounds {
+        crashes: 1,
+        syncs: 1,
+        daemon_restarts: 0,
+        ..small(lines)
+    }
+}
+
+/// Two crashes (each one of the capturer's two stops).
+fn twice(lines: usize) -> Bounds {
+    Bounds {
+        crashes: 2,
+        capturer_stops: 2,
+        capturer_restarts: 2,
+        ..crashing(lines)
+    }
+}
+
+/// The real machine and runtime through crashes, under both since rules: every property
+/// holds, and both kinds of crash are reached (a power loss erasing written lines, a SIGKILL
+/// leaving the output past the persisted cursor). The census walks every history and counts
+/// the terminal states reached through a crash: they exist, of both kinds, and in every one
+/// of them the output holds each line exactly once.
+#[test]
+fn real_runtime_survives_crashes() {
+    for rule in SinceRule::ALL {
+        let opts = options(crashing(5), rule, None);
+        let out = check(&opts);
+        println!(
+            "crashes, rule {rule:?}: {} unique states, {:.1} s",
+            out.unique_states,
+            out.elapsed.as_secs_f64()
+        );
+        assert_eq!(failing(&out), Vec::<&str>::new(), "rule {rule:?}");
+    }
+    // Two crashes: a SIGKILL, then a power loss after the start-up resumed from records the
+    // killed process left in the page cache.
+    let out = check(&options(twice(3), SinceRule::SkipAllOlder, None));
+    println!("two crashes: {} unique states", out.unique_states);
+    assert_eq!(unsafe_(&out), Vec::<&str>::new());
+    let opts = options(crashing(4), SinceRule::SkipAllOlder, None);
+    let census = crash_census(&CaptureModel::new(opts), 20_000_000).expect("within the limit");
+    println!("{census:?}");
+    assert!(census.after_crash > 0, "{census:?}");
+    assert_eq!(
+        census.after_crash, census.after_crash_exactly_once,
+        "{census:?}"
+    );
+    assert!(census.after_loss > 0, "{census:?}");
+    assert!(census.after_output_ahead > 0, "{census:?}");
+}
+
+/// `RuntimeMutant::PersistBeforeAck`: the sink's tick persists the cursor before the lines it
+/// covers are durable. A power loss in between erases lines the persisted cursor says were
+/// delivered: the start-up resumes past them and they are lost.
+#[test]
+fn persist_before_ack_mutant_is_caught() {
+    for rule in SinceRule::ALL {
+        let opts = runtime_options(crashing(3), rule, Some(RuntimeMutant::PersistBeforeAck));
+        let out = check(&opts);
+        let failing = failing(&out);
+        println!("PersistBeforeAck, rule {rule:?}: failing {failing:?}");
+        assert!(failing.contains(&names::PERSISTED_DURABLE), "{failing:?}");
+        assert!(failing.contains(&names::AT_REST), "{failing:?}");
+        assert!(failing.contains(&names::EXACTLY_ONCE), "{failing:?}");
+    }
+    let opts = runtime_options(
+        crashing(3),
+        SinceRule::SkipAllOlder,
+        Some(RuntimeMutant::PersistBeforeAck),
+    );
+    let trace = shortest_trace(&opts, names::AT_REST);
+    assert!(trace.iter().any(|l| l.contains("FIRST")), "{trace:#?}");
+    assert!(trace.iter().any(|l| l.contains("power loss")), "{trace:#?}");
+    assert!(
+        trace
+            .last()
+            .is_some_and(|l| l.contains("delivered stdout 0/1")),
+        "a line lost: {trace:#?}"
+    );
+}
+
+/// `RuntimeMutant::NoRecovery`: the start-up resumes from the persisted cursor alone. Lines
+/// written after it survive a SIGKILL and are delivered again: a duplicate.
+#[test]
+fn no_recovery_mutant_is_caught() {
+    for rule in SinceRule::ALL {
+        let opts = runtime_options(crashing(3), rule, Some(RuntimeMutant::NoRecovery));
+        let out = check(&opts);
+        let failing = failing(&out);
+        println!("NoRecovery, rule {rule:?}: failing {failing:?}");
+        assert!(failing.contains(&names::PREFIX), "{failing:?}");
+        assert!(failing.contains(&names::EXACTLY_ONCE), "{failing:?}");
+    }
+    let opts = runtime_options(
+        crashing(3),
+        SinceRule::SkipAllOlder,
+        Some(RuntimeMutant::NoRecovery),
+    );
+    let trace = shortest_trace(&opts, names::PREFIX);
+    assert!(trace.iter().any(|l| l.contains("SIGKILL")), "{trace:#?}");
+    assert!(trace.iter().any(|l| l.contains("Duplicate")), "{trace:#?}");
+}
+
+/// `RuntimeMutant::SyncOwnWritesOnly`: the sink fsyncs only what its own process wrote. After
+/// a SIGKILL the killed process's last records may be in the page cache only; the start-up
+/// resumes past them, a tick persists that cursor without an fsync, and a power loss erases
+/// them: lost. It takes two crashes.
+#[test]
+fn sync_own_writes_only_mutant_is_caught() {
+    let opts = runtime_options(
+        twice(3),
+        SinceRule::SkipAllOlder,
+        Some(RuntimeMutant::SyncOwnWritesOnly),
+    );
+    let out = check(&opts);
+    let failing = failing(&out);
+    println!("SyncOwnWritesOnly: failing {failing:?}");
+    assert!(failing.contains(&names::PERSISTED_DURABLE), "{failing:?}");
+    assert!(failing.contains(&names::AT_REST), "{failing:?}");
+    let trace = shortest_trace(&opts, names::AT_REST);
+    assert!(trace.iter().any(|l| l.contains("SIGKILL")), "{trace:#?}");
+    assert!(trace.iter().any(|l| l.contains("WITHOUT")), "{trace:#?}");
+    assert!(trace.iter().any(|l| l.contains("power loss")), "{trace:#?}");
+}
+
+/// The composition (containers one after the other, each through the crash and the sink's
+/// tick on its own) judges every property as the product does, where the crash and the tick
+/// strike every container at once.
+#[test]
+fn crashes_one_after_the_other_match_every_interleaving() {
+    let bounds = Bounds {
+        containers: 2,
+        lines: 2,
+        rotations: 0,
+        restarts: 0,
+        daemon_restarts: 0,
+        capturer_stops: 1,
+        capturer_restarts: 1,
+        crashes: 1,
+        syncs: 1,
+        ..small(2)
+    };
+    for mutant in [None, Some(RuntimeMutant::PersistBeforeAck)] {
+        let composed = runtime_options(bounds.clone(), SinceRule::SkipAllOlder, mutant);
+        let product = Options {
+            compose: false,
+            ..composed.clone()
+        };
+        let a = check(&composed);
+        let b = check(&product);
+        println!(
+            "{mutant:?}: composed {} states, product {} states",
+            a.unique_states, b.unique_states
+        );
+        assert!(b.unique_states > a.unique_states);
+        let verdicts = |o: &Outcome| -> Vec<(&str, bool)> {
+            o.verdicts.iter().map(|v| (v.name, v.holds())).collect()
+        };
+        assert_eq!(verdicts(&a), verdicts(&b), "{mutant:?}");
+    }
+}
+
+/// The census at the default bounds (rule A), for `docs/model.md`: slow (one thread, no
+/// symmetry, each state once per kind of history), so run it on demand:
+/// `cargo test --release -p capturer-model --test model -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn crash_census_at_the_default_bounds() {
+    let started = std::time::Instant::now();
+    let model = CaptureModel::new(Options::default());
+    let census = crash_census(&model, 200_000_000).expect("within the limit");
+    println!("{census:?}, {:.1} s", started.elapsed().as_secs_f64());
+    assert!(census.after_crash > 0 && census.after_loss > 0 && census.after_output_ahead > 0);
+    assert_eq!(census.after_crash, census.after_crash_exactly_once);
 }
