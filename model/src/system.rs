@@ -1791,16 +1791,10 @@ fn flaw(k: &mut Container, f: Flaw) {
     k.flaw.get_or_insert(f);
 }
 
-/// Moves `cursor`'s position of `stream` up to `p` (which is past it), through the cursor's
-/// public API: in a fresh generation, `p.n` messages stamped `p.ts` are accepted (those the
-/// position already counts are judged duplicates, the others move it), which leaves it at
-/// exactly `(p.ts, p.n)`.
+/// Moves `cursor`'s position of `stream` up to `p` (which is past it) with the runtime's own
+/// recovery primitive, `Cursor::recover`.
 fn raise(cursor: &mut Cursor, stream: Stream, p: Position) {
-    cursor.begin_generation();
-    for _ in 0..p.n {
-        cursor.accept(stream, p.ts);
-    }
-    cursor.begin_generation();
+    cursor.recover(stream, p);
     assert_eq!(cursor.position(stream), p, "the cursor is raised to {p:?}");
 }
 
