@@ -99,6 +99,20 @@ pub struct Capturer {
 }
 
 impl Capturer {
+    /// Replaces the argument `old` with `new` for the next start (e.g. a flag's value), so a
+    /// restart runs with a corrected setting and the same output and state.
+    ///
+    /// # Panics
+    /// If no argument is `old`.
+    pub fn replace_arg(&mut self, old: &str, new: &str) {
+        let arg = self
+            .args
+            .iter_mut()
+            .find(|a| a.as_str() == old)
+            .unwrap_or_else(|| panic!("no argument {old:?}"));
+        *arg = new.to_owned();
+    }
+
     /// Starts `log-capturer run` selecting containers labelled `label` (`key=value`), with
     /// `extra` flags, writing under a fresh directory named after `name`.
     pub fn start(name: &str, label: &str, extra: &[&str]) -> Capturer {

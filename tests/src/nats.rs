@@ -13,7 +13,7 @@
 //! set: then it fails.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub struct NatsServer {
     dir: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// The server's certificate and key, when it requires TLS ([`NatsServer::use_tls`]).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsServer {
@@ -87,6 +89,7 @@ impl NatsServer {
             dir,
             child: None,
             starts: 0,
+            tls: None,
         })
     }
 
@@ -116,11 +119,21 @@ impl NatsServer {
         let err = log.try_clone().expect("clone the log handle");
         // Client port only: monitoring (-m 0) off; cluster, gateway, leaf node, websocket and
         // MQTT ports are off unless configured.
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .arg("-js")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", "0"])
             .arg("-sd")
-            .arg(self.store_dir())
+            .arg(self.store_dir());
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -198,9 +211,63 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `nats://127.0.0.1:<port>`: the same across restarts.
+    /// `nats://127.0.0.1:<port>` (`tls://` once [`NatsServer::use_tls`]): the same across
+    /// restarts.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes the server require TLS from its next start, with a certificate for 127.0.0.1
+    /// signed by a CA made here (openssl); returns the CA's PEM file, which clients need.
+    ///
+    /// # Panics
+    /// If openssl is missing or fails.
+    pub fn use_tls(&mut self) -> PathBuf {
+        let tls = self.dir.join("tls");
+        std::fs::create_dir_all(&tls).expect("create the TLS directory");
+        let (ca, server) = (tls.join("ca.pem"), tls.join("server.pem"));
+        let key = tls.join("server.key");
+        make_ca(&tls, "ca");
+        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .expect("write the SAN extension");
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            &tls,
+        );
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+            &tls,
+        );
+        self.tls = Some((server, key));
+        ca
     }
 
     /// The port, the same across restarts.
@@ -223,6 +290,44 @@ impl NatsServer {
     }
 }
 
+/// A self-signed CA in `dir`: `<name>.pem` and `<name>.key`.
+pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=log-capturer test CA",
+        ],
+        dir,
+    );
+    dir.join(pem)
+}
+
+/// Runs `openssl args` in `dir`.
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -242,6 +347,8 @@ pub struct NatsTarget {
     pub stream: String,
     /// The subject prefix `P`: subjects are `P.<container_id>.<stream>`.
     pub prefix: String,
+    /// The CA file that verifies a TLS server (`--nats-ca`).
+    pub ca: Option<String>,
 }
 
 impl NatsTarget {
@@ -256,7 +363,15 @@ impl NatsTarget {
             url: url.to_owned(),
             stream: stream.to_owned(),
             prefix: prefix.to_owned(),
+            ca: None,
         }
+    }
+
+    /// The same, verifying the server's TLS certificate with the CA in `ca` (the tests' own
+    /// client and the capturer's `--nats-ca`).
+    pub fn with_ca(mut self, ca: &Path) -> NatsTarget {
+        self.ca = Some(ca.display().to_string());
+        self
     }
 
     /// The capturer's flags that publish here, then `extra`: `--sink nats --nats-url URL`, and
@@ -269,6 +384,9 @@ impl NatsTarget {
         }
         if self.prefix != DEFAULT_PREFIX {
             flags.extend(["--nats-subject-prefix", self.prefix.as_str()]);
+        }
+        if let Some(ca) = &self.ca {
+            flags.extend(["--nats-ca", ca.as_str()]);
         }
         flags.extend_from_slice(extra);
         flags
@@ -288,8 +406,14 @@ impl NatsTarget {
     /// the tests block their thread between calls (a capturer's start, a sleep), which would
     /// starve a long-lived client's background task.
     pub async fn context(&self) -> Result<jetstream::Context, String> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        if let Some(ca) = &self.ca {
+            options = options
+                .add_root_certificates(PathBuf::from(ca))
+                .require_tls(true);
+        }
+        let client = options
             .connect(self.url.as_str())
             .await
             .map_err(|e| format!("connect to {}: {e}", self.url))?;

@@ -27,7 +27,7 @@ use capturer_tests::exact::{
     assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
 };
 use capturer_tests::nats::{
-    assert_published_exactly_once, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
+    assert_published_exactly_once, make_ca, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
 };
 use capturer_tests::rng::{seed, Rng};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
@@ -537,6 +537,57 @@ async fn h_a_full_stream_counts_errors_keeps_memory_bounded_and_delivers_once_th
             .collect();
         assert!(s[stream] == want, "{stream}: the writer's lines, in order");
     }
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn i_tls_with_a_ca_file_and_a_wrong_ca_is_refused() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(mut server) = NatsServer::prepare("ni") else {
+        return;
+    };
+    let ca = server.use_tls();
+    server.start();
+    let target = NatsTarget::new(&server.url()).with_ca(&ca);
+    assert!(target.url.starts_with("tls://"), "{}", target.url);
+    // First a capturer that trusts another CA: the handshake fails, nothing is published,
+    // and the failure is counted (the lines wait in the daemon's log).
+    let other_ca = make_ca(ca.parent().expect("the TLS directory"), "other");
+    let wrong = NatsTarget::new(&server.url()).with_ca(&other_ca);
+    let (sel, labels) = label("ni");
+    let mut cap = Capturer::start("ni", &sel, &wrong.flags(&["--stop-timeout", "2s"]));
+    let id = start(&docker, &spec(&labels, &pairs("t", 1_000)))
+        .await
+        .expect("start");
+    wait_exit(&docker, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cap.metric_sum("log_capturer_sink_errors_total") == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a server whose certificate the CA does not sign, and no sink error:\n{}",
+            tail(&cap.log_text(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = cap.terminate();
+    // The tests' own client, trusting the right CA, finds nothing: not even the stream.
+    let count = target.count(&id).await;
+    assert!(
+        matches!(&count, Ok(0))
+            || count
+                .as_ref()
+                .is_err_and(|e| e.contains("stream not found")),
+        "nothing is published over a connection the CA does not vouch for: {count:?}"
+    );
+    // The right CA, the same state: everything, once.
+    cap.replace_arg(&other_ca.display().to_string(), &ca.display().to_string());
+    cap.restart();
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = judge(&target, &id, &truths[0], &cap, "TLS with --nats-ca").await;
+    assert_pairs(&stored, "t", 1_000, "TLS with --nats-ca");
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
 }
