@@ -2,7 +2,7 @@
 //! and its verdict against the target, and exits non-zero if a target is missed.
 //!
 //! ```text
-//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R]
+//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R] [--sink nats]
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
@@ -14,6 +14,9 @@
 //! `torture` runs seeded random chaos (container restarts, capturer SIGTERM/SIGKILL, daemon
 //! restarts) against a private dockerd of its own and prints one `TORTURE seed=...` line per
 //! round; see `torture/mod.rs`.
+//!
+//! `--sink nats` (drain): the capturer publishes to a `nats-server -js` the bench starts on
+//! a loopback port of its own (`sink.rs`); the default is the file sink.
 
 // A benchmark harness: a failed set-up step must stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -23,6 +26,7 @@ mod drain;
 mod latency;
 mod procfs;
 mod scale;
+mod sink;
 mod soak;
 mod torture;
 
@@ -90,10 +94,15 @@ async fn main() -> ExitCode {
         eprintln!("bench: no Docker daemon; run scripts/testbed.sh first");
         return ExitCode::from(2);
     };
+    let Some(sink) = sink::Sink::parse(&flag(&args, "--sink", "file".to_owned())) else {
+        eprintln!("bench: --sink file|nats");
+        return ExitCode::from(2);
+    };
     let pass = match args.first().map(String::as_str) {
         Some("drain" | "cpu") => {
             drain::run(
                 &docker,
+                sink,
                 flag(&args, "--lines", 1_000_000),
                 flag(&args, "--rounds", 5),
             )
