@@ -1,5 +1,7 @@
 //! Parts 1 and 2: drain one container's 1,000,000 lines, against a raw read of the same logs,
-//! for wall time and for CPU.
+//! for wall time and for CPU. With `--sink nats` (part 7), each round's capturer publishes to a
+//! `nats-server` of the round's own and is timed until the stream holds every line: durable in
+//! the stream is what counts there, not read.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use capturer_tests::{remove, start, wait_exit, Spec};
 use futures_util::StreamExt;
 
 use crate::procfs::{self, Run};
+use crate::sink::{Dest, Sink};
 use crate::{median, verdict};
 
 struct Round {
@@ -20,10 +23,51 @@ struct Round {
     cap: procfs::Sample,
     cap_daemon_cpu: f64,
     client: Run,
+    /// NATS: the server's CPU seconds during the capturer's run (NaN for the file sink).
+    server_cpu: f64,
+    /// NATS: the container's messages in the stream once the capturer stopped.
+    stored: Option<u64>,
 }
 
-/// Runs the drain benchmark; returns whether both targets are met.
-pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
+/// How far a round's capturer has got. File sink: its `log_capturer_lines_total`. NATS: the
+/// messages its stream holds (acknowledged: durable), asked over one connection kept for the
+/// round; the server is the round's own, so every message in it is the container's.
+struct Progress {
+    js: Option<async_nats::jetstream::Context>,
+    stream: Option<async_nats::jetstream::stream::Stream>,
+}
+
+impl Progress {
+    async fn new(dest: &Dest) -> Progress {
+        let js = match dest.target() {
+            Some(t) => Some(
+                t.context()
+                    .await
+                    .expect("connect to the round's nats-server"),
+            ),
+            None => None,
+        };
+        Progress { js, stream: None }
+    }
+
+    /// Lines delivered so far.
+    async fn delivered(&mut self, dest: &Dest, cap: &Capturer) -> f64 {
+        let (Some(js), Some(target)) = (&self.js, dest.target()) else {
+            return cap.metric_sum("log_capturer_lines_total");
+        };
+        if self.stream.is_none() {
+            // The capturer creates the stream before its first publish.
+            self.stream = js.get_stream(&target.stream).await.ok();
+        }
+        match &mut self.stream {
+            Some(s) => s.info().await.map_or(0.0, |i| i.state.messages as f64),
+            None => 0.0,
+        }
+    }
+}
+
+/// Runs the drain benchmark into `sink`; returns whether every target is met.
+pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool {
     let label = format!("drain-{}", std::process::id());
     let spec = Spec {
         // About 40 bytes a line. The writer exits: a follow request then ends at the end of
@@ -70,17 +114,28 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
         let raw_daemon_cpu = daemon_cpu() - d0;
         assert_eq!(raw.status, 0, "curl failed");
 
+        let dest = Dest::open(sink, &format!("drain-{round}"));
+        let mut progress = Progress::new(&dest).await;
+        let s0 = dest.server_cpu();
         let d0 = daemon_cpu();
         let t0 = Instant::now();
         let mut cap = Capturer::start_with_state(
             &format!("drain-{round}"),
             &format!("lc.bench={label}"),
-            &[],
+            &dest.flags(&[]),
             &[(id.clone(), seed.clone())],
         );
         let mut last = procfs::Sample::default();
+        // NATS: when the capturer had read every line (its lines_total), for comparison.
+        let mut read_all = None;
         loop {
-            let n = cap.metric_sum("log_capturer_lines_total");
+            if dest.target().is_some()
+                && read_all.is_none()
+                && cap.metric_sum("log_capturer_lines_total") >= lines as f64
+            {
+                read_all = Some(t0.elapsed());
+            }
+            let n = progress.delivered(&dest, &cap).await;
             if n >= lines as f64 {
                 last = procfs::sample(cap.pid()).unwrap_or(last);
                 break;
@@ -89,12 +144,19 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
                 t0.elapsed() < Duration::from_secs(300),
                 "the capturer stalled at {n} lines"
             );
-            std::thread::sleep(Duration::from_millis(25));
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let cap_wall = t0.elapsed();
         let cap_daemon_cpu = daemon_cpu() - d0;
+        let server_cpu = dest.server_cpu() - s0;
         assert!(cap.terminate().success());
         let _ = std::fs::remove_dir_all(&cap.output);
+        let stored = match dest.target() {
+            Some(t) => Some(t.count(&id).await.expect("count the stream's messages")),
+            None => None,
+        };
+        drop(progress);
+        drop(dest);
 
         let mut docker_logs = Command::new("docker");
         docker_logs
@@ -103,8 +165,20 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
             .stderr(Stdio::null());
         let client = procfs::run(&mut docker_logs);
 
+        // The file sink's line as it always was; NATS adds the server's CPU, when the capturer
+        // had read everything, and what the stream holds.
+        let (server, nats) = match stored {
+            Some(n) => (
+                format!(", nats-server {server_cpu:.2}s"),
+                format!(
+                    "; all read after {:.2}s, {n} messages in the stream",
+                    read_all.map_or(f64::NAN, |d| d.as_secs_f64())
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         println!(
-            "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s, {} context switches) | docker logs {:.2}s (cpu {:.2}s)",
+            "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s{server}, {} context switches{nats}) | docker logs {:.2}s (cpu {:.2}s)",
             raw.wall.as_secs_f64(),
             raw.user + raw.sys,
             raw_daemon_cpu,
@@ -124,6 +198,8 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
             cap: last,
             cap_daemon_cpu,
             client,
+            server_cpu,
+            stored,
         });
     }
     remove(docker, &id).await;
@@ -147,6 +223,25 @@ pub async fn run(docker: &Docker, lines: u64, rounds: usize) -> bool {
     println!("  raw read (curl):  {raw_wall:.2}s wall, {raw_cpu:.2} CPU s; dockerd {daemon_raw:.2} CPU s");
     println!("  capturer:         {cap_wall:.2}s wall, {cap_cpu:.2} CPU s; dockerd {daemon_cap:.2} CPU s");
     println!("  docker logs:      {client_cpu:.2} CPU s");
+    if sink == Sink::Nats {
+        let server = median(results.iter().map(|r| r.server_cpu)) * per_million;
+        println!("  nats-server:      {server:.2} CPU s during the capturer's runs");
+        println!("capturer CPU / raw read CPU (median of the pairs): {cpu:.3}");
+        let exact = results.iter().filter(|r| r.stored == Some(lines)).count();
+        let a = verdict(
+            "nats-drain: capturer speed / raw speed (median of the pairs)",
+            speed,
+            ">=",
+            0.5,
+        );
+        let b = verdict(
+            &format!("nats-drain: rounds whose stream holds exactly {lines} messages"),
+            exact as f64,
+            ">=",
+            rounds as f64,
+        );
+        return a && b;
+    }
     let a = verdict(
         "drain: capturer speed / raw speed (median of the pairs)",
         speed,

@@ -2,11 +2,12 @@
 //! and its verdict against the target, and exits non-zero if a target is missed.
 //!
 //! ```text
-//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R]
+//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R] [--sink nats]
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
-//! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M] [--png FILE] [--both-streams]
+//! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M | --duration 180s]
+//!     [--png FILE] [--both-streams] [--sink nats]
 //! cargo run --release -p capturer-tests --bin bench -- torture [--seed S] [--duration D] [--seeds N]
 //!     [--daemon-restarts | --no-daemon-restarts] [--shared-daemon] [--quiet Q] [--keep]
 //! ```
@@ -14,6 +15,9 @@
 //! `torture` runs seeded random chaos (container restarts, capturer SIGTERM/SIGKILL, daemon
 //! restarts) against a private dockerd of its own and prints one `TORTURE seed=...` line per
 //! round; see `torture/mod.rs`.
+//!
+//! `--sink nats` (drain, soak): the capturer publishes to a `nats-server -js` the bench starts on
+//! a loopback port of its own (`sink.rs`); the default is the file sink.
 
 // A benchmark harness: a failed set-up step must stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -23,6 +27,7 @@ mod drain;
 mod latency;
 mod procfs;
 mod scale;
+mod sink;
 mod soak;
 mod torture;
 
@@ -68,6 +73,25 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// `--duration 180s` (or `3m`, or bare seconds), else `--minutes M`, else `minutes` minutes.
+fn duration(args: &[String], minutes: u64) -> Option<Duration> {
+    let Some(text) = args
+        .windows(2)
+        .find(|w| w[0] == "--duration")
+        .map(|w| &w[1])
+    else {
+        return Some(Duration::from_secs(60 * flag(args, "--minutes", minutes)));
+    };
+    let (digits, unit) = match text.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (text.strip_suffix('s').unwrap_or(text), 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .map(|n| Duration::from_secs(n * unit))
+}
+
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.windows(2)
         .find(|w| w[0] == name)
@@ -90,10 +114,15 @@ async fn main() -> ExitCode {
         eprintln!("bench: no Docker daemon; run scripts/testbed.sh first");
         return ExitCode::from(2);
     };
+    let Some(sink) = sink::Sink::parse(&flag(&args, "--sink", "file".to_owned())) else {
+        eprintln!("bench: --sink file|nats");
+        return ExitCode::from(2);
+    };
     let pass = match args.first().map(String::as_str) {
         Some("drain" | "cpu") => {
             drain::run(
                 &docker,
+                sink,
                 flag(&args, "--lines", 1_000_000),
                 flag(&args, "--rounds", 5),
             )
@@ -109,11 +138,21 @@ async fn main() -> ExitCode {
             .await
         }
         Some("soak") => {
-            let png = PathBuf::from(flag(&args, "--png", "docs/soak.png".to_owned()));
+            // The NATS soak's chart is not the one docs/benchmarks.md shows.
+            let chart = match sink {
+                sink::Sink::File => "docs/soak.png",
+                sink::Sink::Nats => "target/soak-nats.png",
+            };
+            let png = PathBuf::from(flag(&args, "--png", chart.to_owned()));
+            let Some(duration) = duration(&args, 10) else {
+                eprintln!("bench: --duration 180s, 3m or 180");
+                return ExitCode::from(2);
+            };
             soak::run(
                 &docker,
+                sink,
                 flag(&args, "--containers", 55),
-                flag(&args, "--minutes", 10),
+                duration,
                 &png,
                 args.iter().any(|a| a == "--both-streams"),
             )
