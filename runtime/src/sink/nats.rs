@@ -65,6 +65,8 @@ pub struct NatsOutput {
     last: HashMap<Arc<str>, Option<Position>>,
     /// Lines found already in the stream and not sent again.
     skipped: u64,
+    /// Per container, the subject of each stream, formatted once.
+    subjects: HashMap<Arc<str>, [Option<Arc<str>>; 3]>,
 }
 
 impl NatsOutput {
@@ -85,6 +87,7 @@ impl NatsOutput {
             in_flight: VecDeque::new(),
             last: HashMap::new(),
             skipped: 0,
+            subjects: HashMap::new(),
         })
     }
 
@@ -123,47 +126,48 @@ impl NatsOutput {
         self.js = Some(js.clone());
         Ok(js)
     }
+}
 
-    /// Where `subject`'s last message stands in the stream.
-    fn last_in_stream(
-        &self,
-        js: &async_nats::jetstream::Context,
-        subject: &str,
-    ) -> io::Result<Option<Position>> {
-        let found = self.rt.block_on(async {
-            let stream = js.get_stream(&self.settings.stream).await.map_err(other)?;
-            match stream.get_last_raw_message_by_subject(subject).await {
-                Ok(m) => Ok(Some(m.payload)),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                Err(e) => Err(other(e)),
-            }
-        })?;
-        Ok(found.and_then(|payload| record_position(&payload).map(|(_, pos)| pos)))
-    }
+/// Where `subject`'s last message stands in `stream`.
+async fn last_in_stream(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> io::Result<Option<Position>> {
+    let stream = js.get_stream(stream).await.map_err(other)?;
+    let payload = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m.payload,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => return Err(other(e)),
+    };
+    Ok(record_position(&payload).map(|(_, pos)| pos))
+}
 
-    /// Waits for the oldest acknowledgement. If it failed, waits for every other one in flight
-    /// too, and puts back at the front of the queue, in order, only the publishes that failed:
-    /// one stored after a failed one stays (the stream then holds those two lines out of
-    /// order, which their `pos` tells; see docs/nats.md), and is not published twice.
-    fn await_oldest(&mut self) -> io::Result<()> {
-        let Some((line, ack)) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        let Err(e) = self.rt.block_on(ack.into_future()) else {
-            return Ok(());
-        };
-        let error = publish_error(&e);
-        let mut again = vec![line];
-        for (later, ack) in std::mem::take(&mut self.in_flight) {
-            if self.rt.block_on(ack.into_future()).is_err() {
-                again.push(later);
-            }
+/// Waits for the oldest acknowledgement in `in_flight`. If it failed, waits for every other one
+/// in flight too, and puts back at the front of `pending`, in order, only the publishes that
+/// failed: one stored after a failed one stays (the stream then holds those two lines out of
+/// order, which their `pos` tells; see docs/nats.md), and is not published twice.
+async fn await_oldest(
+    in_flight: &mut VecDeque<(Line, PublishAckFuture)>,
+    pending: &mut VecDeque<Line>,
+) -> io::Result<()> {
+    let Some((line, ack)) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    let Err(e) = ack.into_future().await else {
+        return Ok(());
+    };
+    let error = publish_error(&e);
+    let mut again = vec![line];
+    for (later, ack) in std::mem::take(in_flight) {
+        if ack.into_future().await.is_err() {
+            again.push(later);
         }
-        for l in again.into_iter().rev() {
-            self.pending.push_front(l);
-        }
-        Err(error)
     }
+    for l in again.into_iter().rev() {
+        pending.push_front(l);
+    }
+    Err(error)
 }
 
 impl Output for NatsOutput {
@@ -177,8 +181,10 @@ impl Output for NatsOutput {
                 tracing::error!(container = %id, "a record without its position; not published");
                 continue;
             };
-            let subject: Arc<str> =
-                format!("{}.{id}.{stream}", self.settings.subject_prefix).into();
+            let prefix = &self.settings.subject_prefix;
+            let subject = self.subjects.entry(id.clone()).or_default()[stream.index()]
+                .get_or_insert_with(|| format!("{prefix}.{id}.{stream}").into())
+                .clone();
             self.pending.push_back(Line {
                 id: format!("{id}.{stream}.{}.{}", pos.ts.0, pos.n),
                 subject,
@@ -196,62 +202,73 @@ impl Output for NatsOutput {
             return Ok(());
         }
         let js = self.context()?;
-        if let Some(c) = &self.client {
-            // Requests to a server that is away would each wait out their timeout.
-            ensure_connected(c)?;
-        }
-        while let Some(line) = self.pending.pop_front() {
-            if !self.last.contains_key(&line.subject) {
-                match self.last_in_stream(&js, &line.subject) {
-                    Ok(last) => {
-                        self.last.insert(line.subject.clone(), last);
+        let max_payload = match &self.client {
+            Some(c) => {
+                // Requests to a server that is away would each wait out their timeout.
+                ensure_connected(c)?;
+                c.server_info().max_payload
+            }
+            None => 1 << 20,
+        };
+        let NatsOutput {
+            rt,
+            settings,
+            pending,
+            in_flight,
+            last,
+            skipped,
+            ..
+        } = self;
+        // One block_on for the whole queue: entering the runtime per line was a third of the
+        // sink thread's time (docs/benchmarks.md, part 7).
+        rt.block_on(async {
+            while let Some(line) = pending.pop_front() {
+                if !last.contains_key(&line.subject) {
+                    match last_in_stream(&js, &settings.stream, &line.subject).await {
+                        Ok(found) => {
+                            last.insert(line.subject.clone(), found);
+                        }
+                        Err(e) => {
+                            pending.push_front(line);
+                            return Err(e);
+                        }
                     }
-                    Err(e) => {
-                        self.pending.push_front(line);
+                }
+                if last[&line.subject].is_some_and(|at| line.pos <= at) {
+                    *skipped += 1;
+                    continue;
+                }
+                if in_flight.len() >= IN_FLIGHT {
+                    if let Err(e) = await_oldest(in_flight, pending).await {
+                        pending.push_front(line);
                         return Err(e);
                     }
                 }
-            }
-            if self.last[&line.subject].is_some_and(|last| line.pos <= last) {
-                self.skipped += 1;
-                continue;
-            }
-            if self.in_flight.len() >= IN_FLIGHT {
-                if let Err(e) = self.await_oldest() {
-                    self.pending.push_front(line);
-                    return Err(e);
+                let publish = PublishMessage::build()
+                    .payload(line.payload.clone())
+                    .message_id(&line.id);
+                match js.send_publish(line.subject.to_string(), publish).await {
+                    Ok(ack) => in_flight.push_back((line, ack)),
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        // Never publishable as it is: cut its message to fit, marked
+                        // truncated, as the capturer does with lines over its own cap.
+                        let max = max_payload.saturating_sub(1024);
+                        let Some(payload) = fit(&line.payload, max) else {
+                            tracing::error!(subject = %line.subject, id = %line.id, max_payload, "a record the server's max_payload cannot hold even cut short; not published");
+                            continue;
+                        };
+                        tracing::warn!(subject = %line.subject, id = %line.id, bytes = line.payload.len(), max_payload, "a line longer than the server's max_payload; published cut short with \"truncated\":true");
+                        pending.push_front(Line { payload, ..line });
+                    }
+                    Err(e) => {
+                        pending.push_front(line);
+                        let kind = io::ErrorKind::NotConnected;
+                        return Err(io::Error::new(kind, format!("NATS: {e}")));
+                    }
                 }
             }
-            let publish = PublishMessage::build()
-                .payload(line.payload.clone())
-                .message_id(&line.id);
-            match self
-                .rt
-                .block_on(js.send_publish(line.subject.to_string(), publish))
-            {
-                Ok(ack) => self.in_flight.push_back((line, ack)),
-                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    // Never publishable as it is: cut its message to fit, marked truncated,
-                    // as the capturer does with lines over its own cap.
-                    let max = self
-                        .client
-                        .as_ref()
-                        .map_or(1 << 20, |c| c.server_info().max_payload);
-                    let Some(payload) = fit(&line.payload, max.saturating_sub(1024)) else {
-                        tracing::error!(subject = %line.subject, id = %line.id, max, "a record the server's max_payload cannot hold even cut short; not published");
-                        continue;
-                    };
-                    tracing::warn!(subject = %line.subject, id = %line.id, bytes = line.payload.len(), max, "a line longer than the server's max_payload; published cut short with \"truncated\":true");
-                    self.pending.push_front(Line { payload, ..line });
-                }
-                Err(e) => {
-                    self.pending.push_front(line);
-                    let kind = io::ErrorKind::NotConnected;
-                    return Err(io::Error::new(kind, format!("NATS: {e}")));
-                }
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -259,9 +276,18 @@ impl Output for NatsOutput {
         let handle = self.rt.handle().clone();
         let _enter = handle.enter();
         self.write()?;
-        while !self.in_flight.is_empty() {
-            self.await_oldest()?;
-        }
+        let NatsOutput {
+            rt,
+            pending,
+            in_flight,
+            ..
+        } = self;
+        rt.block_on(async {
+            while !in_flight.is_empty() {
+                await_oldest(in_flight, pending).await?;
+            }
+            Ok::<(), io::Error>(())
+        })?;
         // Anything a failure put back goes out (and is acknowledged) before this returns.
         if !self.pending.is_empty() {
             return self.sync();
@@ -287,6 +313,7 @@ impl Output for NatsOutput {
         self.sync()?;
         let prefix = format!("{}.{id}.", self.settings.subject_prefix);
         self.last.retain(|subject, _| !subject.starts_with(&prefix));
+        self.subjects.remove(id);
         Ok(())
     }
 }
