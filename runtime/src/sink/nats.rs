@@ -159,9 +159,14 @@ async fn await_oldest(
     };
     let error = publish_error(&e);
     let mut again = vec![line];
-    for (later, ack) in std::mem::take(in_flight) {
-        if ack.into_future().await.is_err() {
-            again.push(later);
+    // Together: an acknowledgement's timeout starts when it is awaited, so awaiting thousands
+    // in turn from a server that died would take their timeouts one after the other.
+    let (later, acks): (Vec<Line>, Vec<PublishAckFuture>) =
+        std::mem::take(in_flight).into_iter().unzip();
+    let results = futures_util::future::join_all(acks.into_iter().map(IntoFuture::into_future));
+    for (l, result) in later.into_iter().zip(results.await) {
+        if result.is_err() {
+            again.push(l);
         }
     }
     for l in again.into_iter().rev() {
