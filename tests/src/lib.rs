@@ -9,6 +9,7 @@
 
 pub mod capturer;
 pub mod exact;
+pub mod gated;
 pub mod nats;
 pub mod rng;
 

@@ -28,6 +28,7 @@ use capturer_tests::exact::{
     assert_exactly_once, assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
     unique_at_least, wait_until,
 };
+use capturer_tests::gated::{kill_at_random, GatedWriters};
 use capturer_tests::rng::{seed, Rng};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
 
@@ -49,36 +50,12 @@ async fn sigkills_at_random_moments_during_fast_writers_lose_nothing_and_duplica
     // fall inside both often.
     let flags = ["--rotate-every", "100ms", "--max-file-size", "48KiB"];
     let mut cap = Capturer::start("d1", &sel, &flags);
-    // Each writer writes bursts of 40 lines per stream at full speed, stdout and stderr
-    // interleaved (a pair may share its nanosecond), 10 ms apart, about 6,000 lines/s, until
-    // the test creates /gate/stop: every kill comes while they write, however slow the machine.
-    let gate = cap.output.join("gate");
-    std::fs::create_dir_all(&gate).expect("create the gate directory");
-    let mut ids = Vec::new();
-    for c in 0..WRITERS {
-        let script = format!(
-            "i=0; while [ ! -f /gate/stop ]; do j=0; while [ $j -lt 40 ]; do \
-             echo \"c{c} o $i\"; echo \"c{c} e $i\" >&2; i=$((i+1)); j=$((j+1)); done; \
-             usleep 10000; done"
-        );
-        let mut s = spec(&labels, &script);
-        s.binds = vec![format!("{}:/gate", gate.display())];
-        ids.push(start(&docker, &s).await.expect("start"));
-    }
-    // Kill moments log-uniform from 20 ms to 1.2 s after the last start: as many during a
-    // start's recovery as in the middle of steady writing.
-    let mut moments = Vec::new();
-    for _ in 0..KILLS {
-        let after = Duration::from_millis(rng.log_uniform(20.0, 1200.0) as u64);
-        tokio::time::sleep(after).await;
-        moments.push(after.as_millis());
-        cap.kill();
-        cap.restart();
-    }
-    std::fs::write(gate.join("stop"), b"").expect("close the gate");
-    for id in &ids {
-        wait_exit(&docker, id).await;
-    }
+    // Every kill comes while they write; the kill moments are as often in a start's recovery
+    // as in steady work.
+    let writers = GatedWriters::start(&docker, &cap, &labels, WRITERS).await;
+    let moments = kill_at_random(&mut cap, &mut rng, KILLS, 1200.0).await;
+    writers.stop(&docker).await;
+    let ids = writers.ids;
     eprintln!(
         "durability: {KILLS} SIGKILLs (after {moments:?} ms) done, writers stopped at {:?}",
         began.elapsed()

@@ -26,6 +26,7 @@ use capturer_tests::capturer::{by_stream, exclusive, Capturer};
 use capturer_tests::exact::{
     assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
 };
+use capturer_tests::gated::{kill_at_random, GatedWriters};
 use capturer_tests::nats::{
     assert_published_exactly_once, make_ca, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
 };
@@ -290,36 +291,12 @@ async fn e_sigkills_of_the_capturer_at_random_moments_lose_nothing_and_duplicate
     let (sel, labels) = label("ne");
     let began = Instant::now();
     let mut cap = Capturer::start("ne", &sel, &target.flags(&["--rotate-every", "100ms"]));
-    // Each writer writes bursts of 40 lines per stream at full speed, stdout and stderr
-    // interleaved, 10 ms apart, until the test creates /gate/stop: every kill comes while
-    // they write.
-    let gate = cap.output.join("gate");
-    std::fs::create_dir_all(&gate).expect("create the gate directory");
-    let mut ids = Vec::new();
-    for c in 0..WRITERS {
-        let script = format!(
-            "i=0; while [ ! -f /gate/stop ]; do j=0; while [ $j -lt 40 ]; do \
-             echo \"c{c} o $i\"; echo \"c{c} e $i\" >&2; i=$((i+1)); j=$((j+1)); done; \
-             usleep 10000; done"
-        );
-        let mut s = spec(&labels, &script);
-        s.binds = vec![format!("{}:/gate", gate.display())];
-        ids.push(start(&docker, &s).await.expect("start"));
-    }
-    // Log-uniform from 20 ms to 1 s after the last start: during a start's recovery (reading
-    // the last message of each subject) as often as in the middle of publishing.
-    let mut moments = Vec::new();
-    for _ in 0..KILLS {
-        let after = Duration::from_millis(rng.log_uniform(20.0, 1000.0) as u64);
-        tokio::time::sleep(after).await;
-        moments.push(after.as_millis());
-        cap.kill();
-        cap.restart();
-    }
-    std::fs::write(gate.join("stop"), b"").expect("close the gate");
-    for id in &ids {
-        wait_exit(&docker, id).await;
-    }
+    // Every kill comes while they write; the kill moments are as often in a start's recovery
+    // as in steady work.
+    let writers = GatedWriters::start(&docker, &cap, &labels, WRITERS).await;
+    let moments = kill_at_random(&mut cap, &mut rng, KILLS, 1000.0).await;
+    writers.stop(&docker).await;
+    let ids = writers.ids;
     eprintln!(
         "nats: {KILLS} SIGKILLs (after {moments:?} ms) done, writers stopped at {:?}",
         began.elapsed()
