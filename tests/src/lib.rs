@@ -11,6 +11,7 @@ pub mod capturer;
 pub mod exact;
 pub mod gated;
 pub mod nats;
+pub mod nats_auth;
 pub mod rng;
 
 use std::collections::HashMap;

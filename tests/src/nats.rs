@@ -61,6 +61,8 @@ pub struct NatsServer {
     starts: u32,
     /// The server's certificate and key, when it requires TLS ([`NatsServer::use_tls`]).
     tls: Option<(PathBuf, PathBuf)>,
+    /// A configuration file (`-c`), e.g. operator mode ([`NatsServer::use_operator`]).
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -90,6 +92,7 @@ impl NatsServer {
             child: None,
             starts: 0,
             tls: None,
+            config: None,
         })
     }
 
@@ -120,6 +123,10 @@ impl NatsServer {
         // Client port only: monitoring (-m 0) off; cluster, gateway, leaf node, websocket and
         // MQTT ports are off unless configured.
         let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config {
+            // First: the flags below override what it says of the same settings.
+            command.arg("-c").arg(config);
+        }
         command
             .arg("-js")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", "0"])
@@ -270,6 +277,17 @@ impl NatsServer {
         ca
     }
 
+    /// Makes the server read the configuration file `config` (`-c`) from its next start; the
+    /// flags the harness passes (port, JetStream, store, TLS) take precedence over it.
+    pub fn use_config(&mut self, config: PathBuf) {
+        self.config = Some(config);
+    }
+
+    /// The server's temporary directory (deleted with it), for the files a test makes for it.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The port, the same across restarts.
     pub fn port(&self) -> u16 {
         self.port
@@ -349,6 +367,8 @@ pub struct NatsTarget {
     pub prefix: String,
     /// The CA file that verifies a TLS server (`--nats-ca`).
     pub ca: Option<String>,
+    /// The credentials file (user JWT and seed) to connect with (`--nats-creds`).
+    pub creds: Option<String>,
 }
 
 impl NatsTarget {
@@ -364,6 +384,7 @@ impl NatsTarget {
             stream: stream.to_owned(),
             prefix: prefix.to_owned(),
             ca: None,
+            creds: None,
         }
     }
 
@@ -371,6 +392,13 @@ impl NatsTarget {
     /// client and the capturer's `--nats-ca`).
     pub fn with_ca(mut self, ca: &Path) -> NatsTarget {
         self.ca = Some(ca.display().to_string());
+        self
+    }
+
+    /// The same, connecting as the user of the credentials file `creds` (the tests' own client
+    /// and the capturer's `--nats-creds`).
+    pub fn with_creds(mut self, creds: &Path) -> NatsTarget {
+        self.creds = Some(creds.display().to_string());
         self
     }
 
@@ -387,6 +415,9 @@ impl NatsTarget {
         }
         if let Some(ca) = &self.ca {
             flags.extend(["--nats-ca", ca.as_str()]);
+        }
+        if let Some(creds) = &self.creds {
+            flags.extend(["--nats-creds", creds.as_str()]);
         }
         flags.extend_from_slice(extra);
         flags
@@ -412,6 +443,12 @@ impl NatsTarget {
             options = options
                 .add_root_certificates(PathBuf::from(ca))
                 .require_tls(true);
+        }
+        if let Some(creds) = &self.creds {
+            options = options
+                .credentials_file(creds)
+                .await
+                .map_err(|e| format!("credentials file {creds}: {e}"))?;
         }
         let client = options
             .connect(self.url.as_str())
