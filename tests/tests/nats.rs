@@ -12,6 +12,12 @@
 //! - f, g: the server SIGKILLed mid-stream and back; the server absent at the capturer's start.
 //! - h: a full stream (max_bytes, discard new): errors counted, memory bounded, exact once
 //!   there is room.
+//! - i: TLS with a CA file; a wrong CA is refused.
+//! - j: slow acknowledgements: the server SIGSTOPped for 8 s, longer than the sink waits.
+//! - k: the server SIGKILLed during a fast drain (thousands of publishes in flight): the rest
+//!   arrives within one acknowledgement timeout and the drain, not one timeout per publish.
+//! - l: the capturer SIGKILLed just after the server came back mid-drain, when the stream may
+//!   hold a line without the one before it.
 //!
 //! Without `nats-server` a test skips, unless `CI` is set: then it fails.
 
@@ -567,4 +573,204 @@ async fn i_tls_with_a_ca_file_and_a_wrong_ca_is_refused() {
     assert_pairs(&stored, "t", 1_000, "TLS with --nats-ca");
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
+}
+
+/// How long the paused-server test holds nats-server stopped: longer than the sink's 5-s wait
+/// for an acknowledgement.
+const PAUSE: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn j_slow_acknowledgements_a_server_paused_8_s_mid_stream() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(server) = NatsServer::launch("nj") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nj");
+    let mut cap = Capturer::start("nj", &sel, &target.flags(&[]));
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = target.count(&id).await.expect("count");
+    let pid = server.pid().expect("nats-server runs").to_string();
+    let rss_before = cap.rss().expect("the capturer runs");
+    // SIGSTOP: the connection stays up and nothing is answered, the way a server stalled on
+    // its disk or a congested route looks to a client.
+    signal("-STOP", &pid);
+    let paused = Instant::now();
+    let mut peak = rss_before;
+    while paused.elapsed() < PAUSE {
+        peak = peak.max(cap.rss().expect("the capturer runs"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal("-CONT", &pid);
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let timed_out = cap
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("log_capturer_sink_errors_total") && l.contains("timed_out"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    eprintln!(
+        "nats: server paused {PAUSE:?} after {before} messages; RSS {} -> peak {} KiB; sink metrics:\n{}",
+        rss_before >> 10,
+        peak >> 10,
+        sink_metrics(&cap)
+    );
+    let status = cap.terminate();
+    let stored = judge(&target, &id, &truths[0], &cap, "nats-server paused 8 s").await;
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert!(
+        timed_out >= 1.0,
+        "acknowledgements held 8 s (over the 5-s limit) and no timed_out error counted:\n{}",
+        sink_metrics(&cap)
+    );
+    assert!(
+        peak.saturating_sub(rss_before) <= MEMORY_GROWTH_LIMIT,
+        "the capturer's memory grew by {} MiB while the server was paused",
+        (peak - rss_before) >> 20
+    );
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the process `pid`, by its pid.
+fn signal(signal: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Lines of the fast-drain tests' writer: it writes them faster than the sink publishes, so the
+/// capturer reads a backlog, with thousands of publishes in flight.
+const BACKLOG: usize = 400_000;
+
+/// How long after the server's restart the fast-drain test allows for the rest of the backlog:
+/// one acknowledgement timeout, the backoff, and the drain itself, with room for a slow
+/// machine. Awaiting the in-flight acknowledgements one after another, each with its own
+/// timeout, took minutes.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(40);
+
+/// Waits (polling every 20 ms) until the stream holds at least `n` messages of `id`; returns
+/// the count.
+async fn stored_at_least(target: &NatsTarget, id: &str, n: usize) -> u64 {
+    let deadline = Instant::now() + DELIVERY_LIMIT;
+    loop {
+        let have = target.count(id).await.unwrap_or(0);
+        assert!(
+            Instant::now() < deadline,
+            "only {have} of {n} messages stored within {DELIVERY_LIMIT:?}"
+        );
+        if have >= n as u64 {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A writer of `BACKLOG` lines as fast as it can.
+fn backlog() -> String {
+    format!("awk 'BEGIN {{ for (i = 0; i < {BACKLOG}; i++) printf \"b %d\\n\", i }}'")
+}
+
+#[tokio::test]
+async fn k_server_sigkilled_during_a_fast_drain_then_the_rest_arrives_promptly_and_once() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(mut server) = NatsServer::launch("nk") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let (sel, labels) = label("nk");
+    let mut cap = Capturer::start("nk", &sel, &target.flags(&[]));
+    let id = start(&docker, &spec(&labels, &backlog()))
+        .await
+        .expect("start");
+    let at_kill = stored_at_least(&target, &id, BACKLOG / 5).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.start();
+    let back = Instant::now();
+    let mut have = 0;
+    while have < BACKLOG as u64 && back.elapsed() < CATCH_UP_LIMIT * 2 {
+        have = target.count(&id).await.unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = back.elapsed();
+    eprintln!(
+        "nats: server SIGKILLed with {at_kill} of {BACKLOG} stored, back 1 s later; all stored {took:?} after its restart; sink metrics:\n{}",
+        sink_metrics(&cap)
+    );
+    wait_exit(&docker, &id).await;
+    let truth = daemon_lines(&docker, &id, false).await;
+    let status = cap.terminate();
+    // Around the failure a line may be stored after later ones (docs/nats.md): judged by
+    // position.
+    let (stored, out_of_order) = target.read(&id).await.sorted_by_position();
+    eprintln!("nats: {out_of_order} records stored out of their stream's order");
+    assert_published_exactly_once(&truth, &stored, &cap, "a server SIGKILLed mid-drain");
+    assert_eq!(stored.records.len(), BACKLOG);
+    assert!(
+        at_kill < BACKLOG as u64,
+        "the kill came after the drain had finished"
+    );
+    assert!(
+        took <= CATCH_UP_LIMIT,
+        "the rest of the backlog took {took:?} after the server came back (limit {CATCH_UP_LIMIT:?})"
+    );
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+/// Rounds of the test below.
+const ROUNDS: usize = 3;
+
+#[tokio::test]
+async fn l_capturer_sigkilled_just_after_the_server_came_back_mid_drain() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let Some(mut server) = NatsServer::launch("nl") else {
+        return;
+    };
+    let target = NatsTarget::new(&server.url());
+    let seed = seed("LC_NATS_SEED");
+    eprintln!("nats: seed {seed} (LC_NATS_SEED={seed} replays the kill moments)");
+    let mut rng = Rng::new(seed);
+    let (sel, labels) = label("nl");
+    let mut cap = Capturer::prepare("nl", &sel, &target.flags(&[]));
+    for round in 0..ROUNDS {
+        cap.restart();
+        let id = start(&docker, &spec(&labels, &backlog()))
+            .await
+            .expect("start");
+        let at_kill = stored_at_least(&target, &id, BACKLOG / 5).await;
+        // The connection drops with publishes in flight; the client sends those it had not
+        // written yet on the next connection, so the stream can hold a line without the one
+        // before it until the sink publishes that one again. The capturer dies in that window.
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.start();
+        let after = rng.range(0, 1500);
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        cap.kill();
+        cap.restart();
+        wait_exit(&docker, &id).await;
+        let truths =
+            await_delivery(&docker, &target, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+        cap.kill();
+        let context = format!(
+            "round {round}: server SIGKILLed with {at_kill} stored, the capturer {after} ms after its restart (seed {seed})"
+        );
+        let (stored, out_of_order) = target.read(&id).await.sorted_by_position();
+        eprintln!(
+            "nats: {context}: {} messages, {} duplicates, {out_of_order} out of the stream's order",
+            stored.messages.len(),
+            duplicates(&stored.records).len()
+        );
+        assert_published_exactly_once(&truths[0], &stored, &cap, &context);
+        remove(&docker, &id).await;
+    }
 }

@@ -130,6 +130,17 @@ async fn operator_mode_creds_deliver_each_line_once_and_unknown_users_are_refuse
         "{errors} failed writes, one kind of error: the capturer reports it once:\n{}",
         tail(&cap.log_text(), 30)
     );
+    let report = cap
+        .log_text()
+        .lines()
+        .find(|l| l.contains("log_capturer::sink") && l.contains("retrying with backoff"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        report.to_ascii_lowercase().contains(REFUSED),
+        "the capturer's own report names the refusal, not only the client library's log:
+  {report}"
+    );
     let first_refusal = cap
         .log_text()
         .lines()
