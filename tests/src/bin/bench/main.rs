@@ -5,6 +5,7 @@
 //! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R] [--sink nats]
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
+//! cargo run --release -p capturer-tests --bin bench -- nats-cost [--lines N] [--rounds R]
 //! cargo run --release -p capturer-tests --bin bench -- scale [--containers N] [--seconds S]
 //! cargo run --release -p capturer-tests --bin bench -- soak [--containers N] [--minutes M | --duration 180s]
 //!     [--png FILE] [--both-streams] [--sink nats]
@@ -25,6 +26,7 @@
 mod chart;
 mod drain;
 mod latency;
+mod nats_cost;
 mod procfs;
 mod scale;
 mod sink;
@@ -129,6 +131,9 @@ async fn main() -> ExitCode {
             .await
         }
         Some("latency") => latency::run(&docker).await,
+        Some("nats-cost") => {
+            nats_cost::run(flag(&args, "--lines", 300_000), flag(&args, "--rounds", 3)).await
+        }
         Some("scale") => {
             scale::run(
                 &docker,
@@ -160,7 +165,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: bench drain|cpu|latency|scale|soak|torture [options] (see the source's header)"
+                "usage: bench drain|cpu|latency|nats-cost|scale|soak|torture [options] (see the source's header)"
             );
             return ExitCode::from(2);
         }
