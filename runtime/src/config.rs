@@ -69,6 +69,9 @@ pub struct LokiSettings {
     pub batch_wait: Duration,
     /// Whether each entry carries the container id as structured metadata (Loki 3).
     pub structured_metadata: bool,
+    /// Records longer than this are cut to it (message shortened, `"truncated":true`) before
+    /// Loki sees them; `None`: sent as they are (Loki refuses those over its `max_line_size`).
+    pub max_line_size: Option<u64>,
 }
 
 /// The labels of a Loki stream when `--loki-label` is not given. A template whose value is
@@ -206,6 +209,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("loki_batch_size", Kind::One),
     ("loki_batch_wait", Kind::One),
     ("loki_structured_metadata", Kind::One),
+    ("loki_max_line_size", Kind::One),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -274,6 +278,9 @@ Captures the logs of every selected container, exactly once, into JSON lines.
                              closes every batch too)
   --loki-structured-metadata true|false  the container id as structured metadata on each
                              entry (default true; false for Loki before 3.0)
+  --loki-max-line-size BYTES cut longer records to this size, marked \"truncated\":true
+                             (default: sent whole; Loki refuses lines over its max_line_size,
+                             256KB by default)
 
 Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
 Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
@@ -671,6 +678,20 @@ fn loki_settings<'a>(
             ))
         }
     };
+    let max_line_size = match one("loki_max_line_size") {
+        None => None,
+        Some((v, src)) => match parse_size(v) {
+            Ok(n) if n >= 512 => Some(n),
+            Ok(_) => {
+                return Err(err(
+                    "loki_max_line_size",
+                    src,
+                    "must be at least 512 bytes (a record's fields alone take hundreds)",
+                ))
+            }
+            Err(p) => return Err(err("loki_max_line_size", src, &p)),
+        },
+    };
     Ok(LokiSettings {
         url,
         tenant,
@@ -681,6 +702,7 @@ fn loki_settings<'a>(
         batch_size,
         batch_wait,
         structured_metadata,
+        max_line_size,
     })
 }
 
@@ -1028,6 +1050,7 @@ mod tests {
         assert_eq!(s.loki.batch_wait, Duration::from_secs(1));
         assert_eq!(s.loki.auth, LokiAuth::None);
         assert!(s.loki.structured_metadata);
+        assert_eq!(s.loki.max_line_size, None);
         let names: Vec<&str> = s.loki.labels.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -1048,6 +1071,7 @@ mod tests {
                 ("LOG_CAPTURER_LOKI_TENANT", "team-a"),
                 ("LOG_CAPTURER_LOKI_BEARER_TOKEN", "s3cret"),
                 ("LOG_CAPTURER_LOKI_BATCH_WAIT", "250ms"),
+                ("LOG_CAPTURER_LOKI_MAX_LINE_SIZE", "256KiB"),
             ],
         )
         .unwrap();
@@ -1056,6 +1080,7 @@ mod tests {
         assert_eq!(s.loki.tenant.as_deref(), Some("team-a"));
         assert_eq!(s.loki.auth, LokiAuth::Bearer("s3cret".into()));
         assert_eq!(s.loki.batch_wait, Duration::from_millis(250));
+        assert_eq!(s.loki.max_line_size, Some(256 << 10));
         assert_eq!(
             s.loki.labels,
             [
@@ -1092,6 +1117,7 @@ mod tests {
                 "loki_bearer_token",
             ),
             (vec!["--loki-ca", "/nonexistent.pem"], "loki_ca"),
+            (vec!["--loki-max-line-size", "100"], "loki_max_line_size"),
             (
                 vec!["--loki-structured-metadata", "yes"],
                 "loki_structured_metadata",

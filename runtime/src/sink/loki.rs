@@ -42,7 +42,7 @@ use super::Output;
 use crate::config::{LokiAuth, LokiEncoding, LokiSettings};
 use crate::docker::{self, Endpoint};
 use crate::metrics::Metrics;
-use crate::output::record_position;
+use crate::output::{cut_record, record_position};
 use crate::state::Mark;
 
 /// How long one push may take (connect, send, answer) before it counts as failed.
@@ -136,6 +136,8 @@ pub struct LokiOutput {
     tasks: JoinSet<Done>,
     /// Bytes taken and not yet stored or refused.
     held: usize,
+    /// `--loki-max-line-size`, if set.
+    max_line: Option<usize>,
     /// Rejection reasons already logged (each rejected batch is logged; after the first of a
     /// reason, at debug level).
     logged: Vec<&'static str>,
@@ -193,6 +195,9 @@ impl LokiOutput {
             metadata: settings.structured_metadata,
         });
         let templates = Templates::new(&settings.labels, labels::host_name());
+        let max_line = settings
+            .max_line_size
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
         Ok(LokiOutput {
             rt,
             settings,
@@ -207,6 +212,7 @@ impl LokiOutput {
             lanes: HashMap::new(),
             tasks: JoinSet::new(),
             held: 0,
+            max_line,
             logged: Vec::new(),
         })
     }
@@ -319,10 +325,25 @@ impl LokiOutput {
                     .iter()
                     .position(|&b| b == b'\n')
                     .map_or(bytes.len(), |i| start + i);
-                let record = bytes.slice(start..end);
+                let mut record = bytes.slice(start..end);
                 start = end + 1;
                 if record.is_empty() {
                     continue;
+                }
+                if let Some(max) = self.max_line {
+                    if record.len() > max {
+                        let whole = record.len();
+                        match cut_record(&record, max) {
+                            Some(cut) => {
+                                tracing::debug!(container = %id, bytes = whole, max, "a record over --loki-max-line-size, cut with \"truncated\":true");
+                                self.held = self.held.saturating_sub(whole - cut.len());
+                                record = Bytes::from(cut);
+                            }
+                            None => {
+                                tracing::warn!(container = %id, bytes = whole, max, "a record that --loki-max-line-size cannot hold even cut; sent whole");
+                            }
+                        }
+                    }
                 }
                 let Some((stream, pos)) = record_position(&record) else {
                     tracing::error!(container = %id, "a record without its position; not pushed");
