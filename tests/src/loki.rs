@@ -207,7 +207,16 @@ impl LokiReceiver {
 
     /// A receiver on a free loopback port, serving from its own thread (the tests block).
     pub fn with_limits(limits: Limits) -> LokiReceiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        LokiReceiver::serve(limits, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// A receiver with Loki's default limits on `addr` (for a Loki that comes up late).
+    pub fn on(addr: SocketAddr) -> LokiReceiver {
+        LokiReceiver::serve(Limits::default(), addr)
+    }
+
+    fn serve(limits: Limits, addr: SocketAddr) -> LokiReceiver {
+        let listener = std::net::TcpListener::bind(addr).expect("bind a loopback port");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(Mutex::new(State::default()));

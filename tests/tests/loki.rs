@@ -13,6 +13,8 @@
 //!   a replay is the same entry, which the receiver drops as Loki does.
 //! - g: the receiver answers 500 for 10 s, then recovers; h: a 429 storm.
 //! - i: lines over Loki's `max_line_size`: refused with 400, counted, skipped; the rest kept.
+//! - j: the same lines with `--loki-max-line-size`: cut to fit, marked truncated, all kept.
+//! - k: no Loki at the start; it comes up 3 s later.
 
 // Test tooling: a set-up step that fails must fail the test.
 #![allow(clippy::expect_used)]
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{RestartContainerOptionsBuilder, StopContainerOptionsBuilder};
 use bollard::Docker;
-use capturer_tests::capturer::{by_stream, exclusive, Capturer};
+use capturer_tests::capturer::{by_stream, exclusive, free_addr, Capturer};
 use capturer_tests::exact::{
     assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail, LABEL_KEY,
 };
@@ -571,6 +573,86 @@ async fn i_lines_over_max_line_size_are_refused_counted_and_skipped_the_rest_kep
         tail(&log, 20)
     );
     assert!(stats.malformed.is_empty(), "{:?}", stats.malformed);
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn j_loki_max_line_size_cuts_long_records_instead_of_losing_them() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let rx = LokiReceiver::with_limits(Limits {
+        max_line_size: MAX_LINE,
+        ..Limits::default()
+    });
+    let url = rx.url();
+    let (sel, labels) = label("lj");
+    let max = MAX_LINE.to_string();
+    let flags = rx.flags(&url, &["--loki-max-line-size", &max]);
+    let mut cap = Capturer::start("lj", &sel, &flags);
+    let script = "long=$(printf '%1500s' | tr ' ' y); i=0; while [ $i -lt 600 ]; do \
+                  echo \"s $i\"; i=$((i+1)); [ $((i % 200)) -eq 0 ] && echo \"L $long\"; done; true";
+    let id = start(&docker, &spec(&labels, script)).await.expect("start");
+    wait_exit(&docker, &id).await;
+    let truth = daemon_lines(&docker, &id, false).await;
+    assert_eq!(truth.len(), 600 + LONG_LINES);
+    rx.wait_for(&id, truth.len(), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = rx.stored(&id);
+    assert!(stored.faults.is_empty(), "{:?}", &stored.faults[..1]);
+    assert_eq!(
+        stored.records.len(),
+        truth.len(),
+        "every line, the long ones cut:\n{}",
+        tail(&cap.log_text(), 20)
+    );
+    let mut cut = 0;
+    for (r, t) in stored.records.iter().zip(&truth) {
+        assert_eq!((&r.ts, &r.stream), (&t.ts, &t.stream));
+        if t.message.starts_with("L ") {
+            assert!(r.truncated, "{r:?}");
+            assert!(t.message.starts_with(&r.message));
+            assert!(r.message.len() > 500, "cut to fit, not emptied: {r:?}");
+            cut += 1;
+        } else {
+            assert_eq!(r.message, t.message);
+            assert!(!r.truncated);
+        }
+    }
+    assert_eq!(cut, LONG_LINES);
+    assert!(
+        stored.entries.iter().all(|e| e.line.len() <= MAX_LINE),
+        "every line within the limit"
+    );
+    assert_clean(&rx, "--loki-max-line-size");
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn k_loki_absent_at_start_and_up_three_seconds_later() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let addr = free_addr();
+    let url = format!("http://{addr}/loki/api/v1/push");
+    let (sel, labels) = label("lk");
+    // Comes up (its metrics answer) although nothing listens at the URL.
+    let mut cap = Capturer::start("lk", &sel, &["--sink", "loki", "--loki-url", &url]);
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = sink_metrics(&cap);
+    assert!(
+        metrics.contains("log_capturer_sink_errors_total{kind=\"connection_refused\"}"),
+        "3 s without Loki while lines wait:\n{metrics}"
+    );
+    let rx = LokiReceiver::on(addr);
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &rx, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = rx.stored(&id);
+    assert_received_exactly_once(&truths[0], &stored, &cap, "Loki up 3 s after the capturer");
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert_clean(&rx, "Loki late");
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
 }
