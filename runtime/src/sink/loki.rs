@@ -719,7 +719,9 @@ async fn push(client: &HttpClient, endpoint: &Target, labels: &LabelSet, batch: 
     };
     let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let response = client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
+            let kind = if tls_failure(&e) {
+                io::ErrorKind::InvalidData
+            } else if e.is_connect() {
                 io::ErrorKind::ConnectionRefused
             } else {
                 io::ErrorKind::ConnectionReset
@@ -749,6 +751,21 @@ async fn push(client: &HttpClient, endpoint: &Target, labels: &LabelSet, batch: 
         Ok(Ok(answer)) => answer,
     };
     judge(status, &text, batch.entries.len())
+}
+
+/// Whether TLS failed somewhere in `e`'s chain (a certificate not signed by a trusted CA, a
+/// name that does not match): counted apart from a refused connection.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    // An I/O error's `source` skips the error it wraps: look at that one too.
+    if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+        if tls_failure(inner) {
+            return true;
+        }
+    }
+    e.source().is_some_and(tls_failure)
 }
 
 /// What an answer means for the batch it answers.
