@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,9 +31,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use prost::Message;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::capturer::{record, Capturer, Lenient, Record};
 use crate::exact::{assert_exactly_once, tail};
+use crate::nats::make_ca;
 use crate::DaemonLine;
 
 /// `logproto.PushRequest`, as Loki's `pkg/push/push.proto` declares it.
@@ -194,6 +198,7 @@ struct State {
 /// The running receiver; stopped when dropped.
 pub struct LokiReceiver {
     addr: SocketAddr,
+    https: bool,
     state: Arc<Mutex<State>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -207,15 +212,47 @@ impl LokiReceiver {
 
     /// A receiver on a free loopback port, serving from its own thread (the tests block).
     pub fn with_limits(limits: Limits) -> LokiReceiver {
-        LokiReceiver::serve(limits, SocketAddr::from(([127, 0, 0, 1], 0)))
+        LokiReceiver::serve(limits, SocketAddr::from(([127, 0, 0, 1], 0)), None)
     }
 
     /// A receiver with Loki's default limits on `addr` (for a Loki that comes up late).
     pub fn on(addr: SocketAddr) -> LokiReceiver {
-        LokiReceiver::serve(Limits::default(), addr)
+        LokiReceiver::serve(Limits::default(), addr, None)
     }
 
-    fn serve(limits: Limits, addr: SocketAddr) -> LokiReceiver {
+    /// A receiver with Loki's default limits serving HTTPS, with a certificate for 127.0.0.1
+    /// signed by a CA made in `dir` (openssl); returns it and the CA's PEM file.
+    ///
+    /// # Panics
+    /// If openssl is missing or fails.
+    pub fn https(dir: &Path) -> (LokiReceiver, PathBuf) {
+        let (ca, cert, key) = server_certificate(dir);
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .expect("read the server certificate")
+            .collect::<Result<_, _>>()
+            .expect("parse the server certificate");
+        let key = PrivateKeyDer::from_pem_file(&key).expect("read the server key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("the server certificate and key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let rx = LokiReceiver::serve(
+            Limits::default(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(acceptor),
+        );
+        (rx, ca)
+    }
+
+    fn serve(
+        limits: Limits,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> LokiReceiver {
         let listener = std::net::TcpListener::bind(addr).expect("bind a loopback port");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local address");
@@ -223,6 +260,7 @@ impl LokiReceiver {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
         let limits = Arc::new(limits);
+        let https = tls.is_some();
         let thread = std::thread::Builder::new()
             .name("loki-receiver".into())
             .spawn(move || {
@@ -243,13 +281,26 @@ impl LokiReceiver {
                         };
                         let state = shared.clone();
                         let limits = limits.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
                             let service = hyper::service::service_fn(move |req| {
                                 handle(state.clone(), limits.clone(), req)
                             });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
-                                .await;
+                            let http = hyper::server::conn::http1::Builder::new();
+                            match tls {
+                                None => {
+                                    let io = hyper_util::rt::TokioIo::new(conn);
+                                    let _ = http.serve_connection(io, service).await;
+                                }
+                                Some(acceptor) => {
+                                    // A client that refuses the certificate ends here.
+                                    let Ok(conn) = acceptor.accept(conn).await else {
+                                        return;
+                                    };
+                                    let io = hyper_util::rt::TokioIo::new(conn);
+                                    let _ = http.serve_connection(io, service).await;
+                                }
+                            }
                         });
                     }
                 });
@@ -257,6 +308,7 @@ impl LokiReceiver {
             .expect("start the receiver thread");
         LokiReceiver {
             addr,
+            https,
             state,
             stop: Some(stop),
             thread: Some(thread),
@@ -265,7 +317,8 @@ impl LokiReceiver {
 
     /// The push endpoint, for `--loki-url`.
     pub fn url(&self) -> String {
-        format!("http://{}/loki/api/v1/push", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/loki/api/v1/push", self.addr)
     }
 
     /// `--sink loki --loki-url <this>` and `extra`.
@@ -431,6 +484,57 @@ impl Stored {
             unterminated: 0,
         }
     }
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`, `server.key`), in
+/// `dir`, by openssl.
+fn server_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("create the TLS directory");
+    let ca = make_ca(dir, "ca");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("write the SAN extension");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (ca, dir.join("server.pem"), dir.join("server.key"))
 }
 
 /// The nanoseconds of a `pos` (`<ns>.<n>`).

@@ -15,6 +15,7 @@
 //! - i: lines over Loki's `max_line_size`: refused with 400, counted, skipped; the rest kept.
 //! - j: the same lines with `--loki-max-line-size`: cut to fit, marked truncated, all kept.
 //! - k: no Loki at the start; it comes up 3 s later.
+//! - l: HTTPS: a CA that did not sign the server is refused; `--loki-ca` with the right one.
 
 // Test tooling: a set-up step that fails must fail the test.
 #![allow(clippy::expect_used)]
@@ -29,6 +30,7 @@ use capturer_tests::exact::{
 };
 use capturer_tests::gated::{kill_at_random, GatedWriters};
 use capturer_tests::loki::{assert_received_exactly_once, Limits, LokiReceiver, Stored};
+use capturer_tests::nats::make_ca;
 use capturer_tests::rng::{seed, Rng};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
 
@@ -655,4 +657,46 @@ async fn k_loki_absent_at_start_and_up_three_seconds_later() {
     assert_clean(&rx, "Loki late");
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
+}
+
+#[tokio::test]
+async fn l_https_with_a_ca_file_and_a_wrong_ca_is_refused() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let dir = std::env::temp_dir().join(format!("lc-e2e-ll-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (rx, ca) = LokiReceiver::https(&dir);
+    let wrong = make_ca(&dir, "wrong");
+    let url = rx.url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let (sel, labels) = label("ll");
+    let wrong_ca = wrong.display().to_string();
+    let right_ca = ca.display().to_string();
+    let mut cap = Capturer::start("ll", &sel, &rx.flags(&url, &["--loki-ca", &wrong_ca]));
+    let id = start(&docker, &spec(&labels, STEADY)).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = sink_metrics(&cap);
+    assert_eq!(
+        rx.count(&id),
+        0,
+        "a server the CA did not sign gets nothing"
+    );
+    assert!(
+        metrics.contains("log_capturer_sink_errors_total{kind=\"invalid_data\"}"),
+        "the refused handshakes are counted as TLS failures:\n{metrics}"
+    );
+    // The same capture, with the right CA: the lines wait in the daemon's log meanwhile.
+    cap.kill();
+    cap.replace_arg(&wrong_ca, &right_ca);
+    cap.restart();
+    wait_exit(&docker, &id).await;
+    let truths = await_delivery(&docker, &rx, std::slice::from_ref(&id), DELIVERY_LIMIT).await;
+    let status = cap.terminate();
+    let stored = rx.stored(&id);
+    assert_received_exactly_once(&truths[0], &stored, &cap, "HTTPS with --loki-ca");
+    assert_eq!(by_stream(&stored.records)["stdout"].len(), 1_000);
+    assert_clean(&rx, "HTTPS");
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
