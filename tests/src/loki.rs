@@ -344,6 +344,11 @@ impl LokiReceiver {
         });
     }
 
+    /// Ends a `fail_for` or a `storm` now.
+    pub fn recover(&self) {
+        self.state.lock().unwrap().fault = None;
+    }
+
     /// What it saw so far.
     pub fn stats(&self) -> Stats {
         self.state.lock().unwrap().stats.clone()

@@ -16,6 +16,7 @@
 //! - j: the same lines with `--loki-max-line-size`: cut to fit, marked truncated, all kept.
 //! - k: no Loki at the start; it comes up 3 s later.
 //! - l: HTTPS: a CA that did not sign the server is refused; `--loki-ca` with the right one.
+//! - m: Loki answers 503 while a writer floods: the capturer's memory stays bounded.
 
 // Test tooling: a set-up step that fails must fail the test.
 #![allow(clippy::expect_used)]
@@ -699,4 +700,97 @@ async fn l_https_with_a_ca_file_and_a_wrong_ca_is_refused() {
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lines per stream of the memory test's writer, and the padding of each: much more than the
+/// memory limit in few lines.
+const FLOOD_LINES: usize = 16_000;
+const FLOOD_PAD: usize = 1_900;
+/// How much the capturer's memory may grow while Loki fails: far less than what the writer
+/// writes meanwhile (about 70 MB of records).
+const MEMORY_GROWTH_LIMIT: u64 = 32 << 20;
+
+#[tokio::test]
+async fn m_memory_stays_bounded_while_loki_fails_then_every_line_once() {
+    let Some(docker) = docker().await else { return };
+    let _serial = exclusive().await;
+    let rx = LokiReceiver::start();
+    let url = rx.url();
+    let (sel, labels) = label("lm");
+    let mut cap = Capturer::start("lm", &sel, &rx.flags(&url, &[]));
+    rx.fail_for(503, Duration::from_secs(600));
+    let pad = "x".repeat(FLOOD_PAD);
+    let flood = |p: &str| {
+        format!("awk -v pad={pad} 'BEGIN {{ for (i = 0; i < {FLOOD_LINES}; i++) printf \"m {p} %d %s\\n\", i, pad }}'")
+    };
+    let script = format!("{} & {} >&2; wait", flood("o"), flood("e"));
+    let id = start(&docker, &spec(&labels, &script))
+        .await
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cap.metric_sum("log_capturer_sink_errors_total") == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no sink error counted while Loki answers 503:\n{}",
+            tail(&cap.log_text(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_error = Instant::now();
+    let errors = cap.metric_sum("log_capturer_sink_errors_total");
+    let rss_at_error = cap.rss().expect("the capturer runs");
+    let done = {
+        let (docker, id) = (docker.clone(), id.clone());
+        tokio::spawn(async move { wait_exit(&docker, &id).await })
+    };
+    let mut peak = rss_at_error;
+    let mut quiet_since = None;
+    loop {
+        peak = peak.max(cap.rss().expect("the capturer runs"));
+        if done.is_finished() {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(2)
+                && first_error.elapsed() > Duration::from_secs(8)
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let errors_later = cap.metric_sum("log_capturer_sink_errors_total");
+    eprintln!(
+        "loki: 503s: RSS {} MiB at the first error, peak {} MiB; errors {errors} -> {errors_later}; {} entries accepted",
+        rss_at_error >> 20,
+        peak >> 20,
+        rx.count(&id)
+    );
+    assert_eq!(rx.count(&id), 0, "nothing accepted while Loki fails");
+    assert!(errors_later > errors, "the failures go on being counted");
+    assert!(
+        peak.saturating_sub(rss_at_error) <= MEMORY_GROWTH_LIMIT,
+        "the capturer's memory grew by {} MiB while Loki failed (limit {} MiB): it buffers instead of waiting",
+        (peak - rss_at_error) >> 20,
+        MEMORY_GROWTH_LIMIT >> 20
+    );
+    rx.recover();
+    let truths = await_delivery(
+        &docker,
+        &rx,
+        std::slice::from_ref(&id),
+        Duration::from_secs(120),
+    )
+    .await;
+    let status = cap.terminate();
+    let stored = rx.stored(&id);
+    assert_received_exactly_once(&truths[0], &stored, &cap, "503s, then Loki recovers");
+    let s = by_stream(&stored.records);
+    for (stream, p) in [("stdout", "o"), ("stderr", "e")] {
+        let want: Vec<String> = (0..FLOOD_LINES)
+            .map(|i| format!("m {p} {i} {pad}"))
+            .collect();
+        assert!(s[stream] == want, "{stream}: the writer's lines, in order");
+    }
+    assert_clean(&rx, "503s");
+    assert_stopped_cleanly(status, &cap);
+    remove(&docker, &id).await;
 }
