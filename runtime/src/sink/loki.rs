@@ -13,10 +13,13 @@
 //! durable. A 429, a 5xx, a timeout or a connection error is retried, without limit, after a
 //! wait that doubles per failure with jitter; meanwhile `write`/`sync` report the error to the
 //! delivery loop (which counts it, logs it once per kind and backs off too), and memory stays
-//! bounded: past [`held_limit`] bytes `write` waits, the queue fills and readers wait. Any
-//! other 4xx is Loki refusing the lines for good: logged with Loki's text, counted in
+//! bounded: while Loki fails, and past [`held_limit`] bytes, `write` waits, the queue fills and
+//! readers wait. Any other 4xx is Loki refusing lines for good: a batch refused for some of its
+//! entries is halved until they are alone (Loki keeps the others, and drops their resend as
+//! identical), then they are logged with Loki's text, counted in
 //! `log_capturer_sink_rejected_lines_total{reason}`, and skipped (except 401, 403, 404 and
-//! 407, which say the configuration is wrong, not the lines: retried).
+//! 407, which say the configuration is wrong, not the lines: retried). With
+//! `--loki-max-line-size`, longer records are cut to it before Loki sees them.
 
 mod labels;
 mod wire;
