@@ -19,7 +19,69 @@ pub enum SinkKind {
     Stdout,
     /// One message per line to a NATS JetStream stream.
     Nats,
+    /// Batches of entries pushed to Grafana Loki's HTTP API.
+    Loki,
 }
+
+/// How the Loki sink encodes a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LokiEncoding {
+    /// `logproto.PushRequest` compressed with snappy (block format): Loki's default.
+    Protobuf,
+    /// The JSON body of `POST /loki/api/v1/push`.
+    Json,
+}
+
+/// How the Loki sink authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LokiAuth {
+    /// No `Authorization` header.
+    None,
+    /// HTTP basic auth.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+/// Where and how the Loki sink pushes (`--sink loki`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LokiSettings {
+    /// The push endpoint, `http(s)://host:port/loki/api/v1/push`.
+    pub url: String,
+    /// The tenant, sent as `X-Scope-OrgID`.
+    pub tenant: Option<String>,
+    /// Basic auth or a bearer token.
+    pub auth: LokiAuth,
+    /// A CA certificate file (PEM) trusted besides the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Stream labels: name and template, in the order given.
+    pub labels: Vec<(String, String)>,
+    /// Protobuf (snappy) or JSON.
+    pub encoding: LokiEncoding,
+    /// A batch closes once its lines reach this many bytes.
+    pub batch_size: u64,
+    /// ... or once its first line waited this long.
+    pub batch_wait: Duration,
+    /// Whether each entry carries the container id as structured metadata (Loki 3).
+    pub structured_metadata: bool,
+    /// Records longer than this are cut to it (message shortened, `"truncated":true`) before
+    /// Loki sees them; `None`: sent as they are (Loki refuses those over its `max_line_size`).
+    pub max_line_size: Option<u64>,
+}
+
+/// The labels of a Loki stream when `--loki-label` is not given. A template whose value is
+/// empty (a container without the compose label) adds no label.
+pub const LOKI_DEFAULT_LABELS: &[(&str, &str)] = &[
+    ("container_name", "{container_name}"),
+    ("stream", "{stream}"),
+    ("host", "{host}"),
+    ("compose_service", "{label:com.docker.compose.service}"),
+];
 
 /// Where and how the NATS sink publishes (`--sink nats`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +131,8 @@ pub struct Settings {
     pub sink: SinkKind,
     /// The NATS sink's server, stream and credentials.
     pub nats: NatsSettings,
+    /// The Loki sink's endpoint, labels, batching and credentials.
+    pub loki: LokiSettings,
     /// Stream rotation interval.
     pub rotate_every: Duration,
     /// Heartbeat (stall watchdog) interval.
@@ -134,6 +198,18 @@ const KEYS: &[(&str, Kind)] = &[
     ("nats_creds", Kind::One),
     ("nats_ca", Kind::One),
     ("nats_replicas", Kind::One),
+    ("loki_url", Kind::One),
+    ("loki_tenant", Kind::One),
+    ("loki_username", Kind::One),
+    ("loki_password", Kind::One),
+    ("loki_bearer_token", Kind::One),
+    ("loki_ca", Kind::One),
+    ("loki_label", Kind::Many),
+    ("loki_encoding", Kind::One),
+    ("loki_batch_size", Kind::One),
+    ("loki_batch_wait", Kind::One),
+    ("loki_structured_metadata", Kind::One),
+    ("loki_max_line_size", Kind::One),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -159,7 +235,7 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --docker-host URL          unix:///var/run/docker.sock (default: $DOCKER_HOST, else that)
   --output DIR               output directory of the file sink (default ./capture)
   --state-dir DIR            cursors (default OUTPUT/.state)
-  --sink file|stdout|nats    where lines go (default file)
+  --sink file|stdout|nats|loki where lines go (default file)
   --rotate-every DURATION    reopen a log stream this long after it began delivering new lines
                              (default 5m; e.g. 50ms, 30s, 1h); a stream that delivers nothing
                              is never cut short by it
@@ -185,6 +261,26 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --nats-ca FILE             CA certificate (PEM) that signed the server's TLS certificate
   --nats-replicas N          replicas of the stream if the capturer creates it (default 1;
                              1 to 5; an existing stream is used as it is)
+  --loki-url URL             Loki push endpoint for --sink loki
+                             (default http://127.0.0.1:3100/loki/api/v1/push)
+  --loki-tenant ID           tenant, sent as X-Scope-OrgID
+  --loki-username U          basic auth user (with --loki-password)
+  --loki-password P          basic auth password
+  --loki-bearer-token T      Authorization: Bearer T (not with basic auth)
+  --loki-ca FILE             CA certificate (PEM) trusted besides the system's, for https
+  --loki-label NAME=TEMPLATE a stream label (repeatable; replaces the defaults); TEMPLATE may
+                             hold {container_name} {image} {stream} {host} {label:KEY};
+                             default container_name, stream, host, and compose_service when
+                             the container has com.docker.compose.service
+  --loki-encoding protobuf|json  push body (default protobuf: snappy-compressed logproto)
+  --loki-batch-size BYTES    a batch closes at this size (default 1MiB)
+  --loki-batch-wait DURATION ... or this long after its first line (default 1s; a checkpoint
+                             closes every batch too)
+  --loki-structured-metadata true|false  the container id as structured metadata on each
+                             entry (default true; false for Loki before 3.0)
+  --loki-max-line-size BYTES cut longer records to this size, marked \"truncated\":true
+                             (default: sent whole; Loki refuses lines over its max_line_size,
+                             256KB by default)
 
 Every key can also be set as LOG_CAPTURER_<KEY> (repeatable keys comma-separated).
 Precedence: flags > environment > file > defaults. Stop with SIGINT or SIGTERM.";
@@ -258,15 +354,17 @@ impl Settings {
             None | Some(("file", _)) => SinkKind::File,
             Some(("stdout", _)) => SinkKind::Stdout,
             Some(("nats", _)) => SinkKind::Nats,
+            Some(("loki", _)) => SinkKind::Loki,
             Some((v, src)) => {
                 return Err(err(
                     "sink",
                     src,
-                    &format!("{v:?} is not file, stdout or nats"),
+                    &format!("{v:?} is not file, stdout, nats or loki"),
                 ))
             }
         };
         let nats = nats_settings(&one)?;
+        let loki = loki_settings(&one, &many)?;
         let duration = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
             match one(key) {
                 None => Ok(default),
@@ -347,6 +445,7 @@ impl Settings {
             state_dir,
             sink,
             nats,
+            loki,
             rotate_every,
             heartbeat_every,
             include_name: globs("include_name")?,
@@ -448,6 +547,211 @@ fn nats_settings<'a>(
         ca: file("nats_ca")?,
         replicas,
     })
+}
+
+/// A repeatable key's values and their source, if set.
+type Many<'m> = &'m dyn Fn(&str) -> Option<(Vec<String>, String)>;
+
+/// The Loki keys, checked whatever the sink.
+fn loki_settings<'a>(
+    one: &dyn Fn(&str) -> Option<(&'a str, &'a str)>,
+    many: Many<'_>,
+) -> Result<LokiSettings, ConfigError> {
+    let url = match one("loki_url") {
+        None => "http://127.0.0.1:3100/loki/api/v1/push".to_owned(),
+        Some((v, src)) => {
+            let rest = v
+                .strip_prefix("http://")
+                .or_else(|| v.strip_prefix("https://"));
+            match rest {
+                Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(' ') => v.to_owned(),
+                _ => {
+                    return Err(err(
+                        "loki_url",
+                        src,
+                        &format!("{v:?} is not a URL like http://loki:3100/loki/api/v1/push"),
+                    ))
+                }
+            }
+        }
+    };
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        match one(key) {
+            None => Ok(None),
+            Some(("", src)) => Err(err(key, src, "is empty")),
+            Some((v, src)) if v.chars().any(|c| c.is_control()) => {
+                Err(err(key, src, "holds a control character"))
+            }
+            Some((v, _)) => Ok(Some(v.to_owned())),
+        }
+    };
+    let tenant = text("loki_tenant")?;
+    let auth = match (
+        text("loki_username")?,
+        text("loki_password")?,
+        text("loki_bearer_token")?,
+    ) {
+        (None, None, None) => LokiAuth::None,
+        (None, None, Some(token)) => LokiAuth::Bearer(token),
+        (Some(username), Some(password), None) => LokiAuth::Basic { username, password },
+        (Some(_), None, None) => {
+            let src = one("loki_username").map_or("", |(_, s)| s);
+            return Err(err("loki_username", src, "needs loki_password too"));
+        }
+        (None, Some(_), None) => {
+            let src = one("loki_password").map_or("", |(_, s)| s);
+            return Err(err("loki_password", src, "needs loki_username too"));
+        }
+        (_, _, Some(_)) => {
+            let src = one("loki_bearer_token").map_or("", |(_, s)| s);
+            return Err(err(
+                "loki_bearer_token",
+                src,
+                "cannot be used with basic auth (loki_username, loki_password)",
+            ));
+        }
+    };
+    let ca = match one("loki_ca") {
+        None => None,
+        Some((v, src)) => match std::fs::metadata(v) {
+            Ok(m) if m.is_file() => Some(PathBuf::from(v)),
+            Ok(_) => return Err(err("loki_ca", src, &format!("{v} is not a file"))),
+            Err(e) => return Err(err("loki_ca", src, &format!("cannot read {v}: {e}"))),
+        },
+    };
+    let labels = match many("loki_label") {
+        None => LOKI_DEFAULT_LABELS
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect(),
+        Some((values, src)) => {
+            let mut labels: Vec<(String, String)> = Vec::new();
+            for v in &values {
+                let (name, template) =
+                    parse_loki_label(v).map_err(|p| err("loki_label", &src, &p))?;
+                if labels.iter().any(|(n, _)| *n == name) {
+                    return Err(err(
+                        "loki_label",
+                        &src,
+                        &format!("label {name} given twice"),
+                    ));
+                }
+                labels.push((name, template));
+            }
+            if labels.is_empty() {
+                return Err(err("loki_label", &src, "Loki needs at least one label"));
+            }
+            labels
+        }
+    };
+    let encoding = match one("loki_encoding") {
+        None | Some(("protobuf", _)) => LokiEncoding::Protobuf,
+        Some(("json", _)) => LokiEncoding::Json,
+        Some((v, src)) => {
+            return Err(err(
+                "loki_encoding",
+                src,
+                &format!("{v:?} is not protobuf or json"),
+            ))
+        }
+    };
+    let batch_size = match one("loki_batch_size") {
+        None => 1 << 20,
+        Some((v, src)) => parse_size(v).map_err(|p| err("loki_batch_size", src, &p))?,
+    };
+    let batch_wait = match one("loki_batch_wait") {
+        None => Duration::from_secs(1),
+        Some((v, src)) => match parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => return Err(err("loki_batch_wait", src, "must be more than zero")),
+            Err(p) => return Err(err("loki_batch_wait", src, &p)),
+        },
+    };
+    let structured_metadata = match one("loki_structured_metadata") {
+        None | Some(("true", _)) => true,
+        Some(("false", _)) => false,
+        Some((v, src)) => {
+            return Err(err(
+                "loki_structured_metadata",
+                src,
+                &format!("{v:?} is not true or false"),
+            ))
+        }
+    };
+    let max_line_size = match one("loki_max_line_size") {
+        None => None,
+        Some((v, src)) => match parse_size(v) {
+            Ok(n) if n >= 512 => Some(n),
+            Ok(_) => {
+                return Err(err(
+                    "loki_max_line_size",
+                    src,
+                    "must be at least 512 bytes (a record's fields alone take hundreds)",
+                ))
+            }
+            Err(p) => return Err(err("loki_max_line_size", src, &p)),
+        },
+    };
+    Ok(LokiSettings {
+        url,
+        tenant,
+        auth,
+        ca,
+        labels,
+        encoding,
+        batch_size,
+        batch_wait,
+        structured_metadata,
+        max_line_size,
+    })
+}
+
+/// `NAME=TEMPLATE`: a Loki label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not `__`-prefixed) and a
+/// template whose placeholders are known. The container id is refused: a label that changes
+/// with every container makes a new stream each time (it is in the line and in structured
+/// metadata).
+pub fn parse_loki_label(text: &str) -> Result<(String, String), String> {
+    let Some((name, template)) = text.split_once('=') else {
+        return Err(format!("{text:?} is not NAME=TEMPLATE"));
+    };
+    let mut chars = name.chars();
+    let name_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__");
+    if !name_ok {
+        return Err(format!(
+            "{name:?} is not a Loki label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        ));
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("{template:?}: a {{ without its }}"));
+        };
+        let field = &rest[open + 1..open + close];
+        match field {
+            "container_name" | "image" | "stream" | "host" => {}
+            "container_id" => {
+                return Err(
+                    "{container_id} makes a new stream per container; it is in each line and in structured metadata"
+                        .to_owned(),
+                )
+            }
+            f if f.strip_prefix("label:").is_some_and(|k| !k.is_empty()) => {}
+            f => {
+                return Err(format!(
+                    "{{{f}}} is not one of {{container_name}} {{image}} {{stream}} {{host}} {{label:KEY}}"
+                ))
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("{template:?}: a }} without its {{"));
+    }
+    Ok((name.to_owned(), template.to_owned()))
 }
 
 fn err(key: &str, source: &str, problem: &str) -> ConfigError {
@@ -731,6 +1035,93 @@ mod tests {
             (["--nats-creds", "/nonexistent/x.creds"], "nats_creds"),
             (["--nats-ca", "/"], "nats_ca"),
             (["--nats-replicas", "7"], "nats_replicas"),
+        ] {
+            let e = load(&args, &[]).unwrap_err();
+            assert_eq!(e.key, key, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn loki_keys_default_and_are_checked() {
+        let s = load(&[], &[]).unwrap();
+        assert_eq!(s.loki.url, "http://127.0.0.1:3100/loki/api/v1/push");
+        assert_eq!(s.loki.encoding, LokiEncoding::Protobuf);
+        assert_eq!(s.loki.batch_size, 1 << 20);
+        assert_eq!(s.loki.batch_wait, Duration::from_secs(1));
+        assert_eq!(s.loki.auth, LokiAuth::None);
+        assert!(s.loki.structured_metadata);
+        assert_eq!(s.loki.max_line_size, None);
+        let names: Vec<&str> = s.loki.labels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["container_name", "stream", "host", "compose_service"]
+        );
+        let s = load(
+            &[
+                "--sink",
+                "loki",
+                "--loki-label",
+                "job=docker",
+                "--loki-label",
+                "app={label:app}-{stream}",
+                "--loki-encoding",
+                "json",
+            ],
+            &[
+                ("LOG_CAPTURER_LOKI_TENANT", "team-a"),
+                ("LOG_CAPTURER_LOKI_BEARER_TOKEN", "s3cret"),
+                ("LOG_CAPTURER_LOKI_BATCH_WAIT", "250ms"),
+                ("LOG_CAPTURER_LOKI_MAX_LINE_SIZE", "256KiB"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.sink, SinkKind::Loki);
+        assert_eq!(s.loki.encoding, LokiEncoding::Json);
+        assert_eq!(s.loki.tenant.as_deref(), Some("team-a"));
+        assert_eq!(s.loki.auth, LokiAuth::Bearer("s3cret".into()));
+        assert_eq!(s.loki.batch_wait, Duration::from_millis(250));
+        assert_eq!(s.loki.max_line_size, Some(256 << 10));
+        assert_eq!(
+            s.loki.labels,
+            [
+                ("job".to_owned(), "docker".to_owned()),
+                ("app".to_owned(), "{label:app}-{stream}".to_owned())
+            ]
+        );
+        for (args, key) in [
+            (vec!["--loki-url", "loki:3100"], "loki_url"),
+            (
+                vec!["--loki-label", "container_id={container_id}"],
+                "loki_label",
+            ),
+            (vec!["--loki-label", "9x=a"], "loki_label"),
+            (vec!["--loki-label", "__x=a"], "loki_label"),
+            (vec!["--loki-label", "a={nope}"], "loki_label"),
+            (
+                vec!["--loki-label", "a=x", "--loki-label", "a=y"],
+                "loki_label",
+            ),
+            (vec!["--loki-encoding", "gzip"], "loki_encoding"),
+            (vec!["--loki-batch-size", "0"], "loki_batch_size"),
+            (vec!["--loki-batch-wait", "0"], "loki_batch_wait"),
+            (vec!["--loki-username", "u"], "loki_username"),
+            (
+                vec![
+                    "--loki-username",
+                    "u",
+                    "--loki-password",
+                    "p",
+                    "--loki-bearer-token",
+                    "t",
+                ],
+                "loki_bearer_token",
+            ),
+            (vec!["--loki-ca", "/nonexistent.pem"], "loki_ca"),
+            (vec!["--loki-max-line-size", "100"], "loki_max_line_size"),
+            (
+                vec!["--loki-structured-metadata", "yes"],
+                "loki_structured_metadata",
+            ),
         ] {
             let e = load(&args, &[]).unwrap_err();
             assert_eq!(e.key, key, "{args:?}: {e}");

@@ -27,6 +27,8 @@ pub struct Metrics {
     sink_retries: AtomicU64,
     /// Sink errors per kind (`storage_full`, `broken_pipe`, ...): few kinds, rarely touched.
     sink_errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Lines a server refused for good, per reason (`line_too_long`, ...): rarely touched.
+    sink_rejected: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -70,6 +72,12 @@ impl Metrics {
     pub fn sink_error(&self, kind: &str) {
         let mut errors = self.sink_errors.lock().unwrap_or_else(|e| e.into_inner());
         *errors.entry(kind.to_owned()).or_default() += 1;
+    }
+    /// A server refused `n` lines for good (a 4xx other than 429 from Loki), for `reason`:
+    /// they are skipped, not retried.
+    pub fn sink_rejected(&self, reason: &str, n: u64) {
+        let mut rejected = self.sink_rejected.lock().unwrap_or_else(|e| e.into_inner());
+        *rejected.entry(reason.to_owned()).or_default() += n;
     }
     /// Retries so far.
     pub fn sink_retries(&self) -> u64 {
@@ -265,6 +273,20 @@ fn prometheus(m: &Metrics, registry: &Registry) -> String {
         "counter",
         "Sink failures per kind of error (storage_full, broken_pipe, ...).",
         &errors,
+    );
+    let rejected: Vec<(String, u64)> = m
+        .sink_rejected
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n))
+        .collect();
+    let rejected: Vec<(&str, u64)> = rejected.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        "log_capturer_sink_rejected_lines_total",
+        "counter",
+        "Lines the server refused for good (Loki: a 4xx other than 429), skipped, per reason.",
+        &rejected,
     );
     s
 }

@@ -77,6 +77,51 @@ pub fn record_position(record: &[u8]) -> Option<(Stream, Position)> {
     ))
 }
 
+/// `record` (one record written by [`LineEncoder::encode`], without its newline) with its
+/// message cut so that the whole is at most `max` bytes, and marked `"truncated":true`, the
+/// other fields and their order untouched; the record as it is if it fits; `None` if it is not
+/// a record or even an empty message does not fit. The cut never splits an escape or a
+/// character, and is the same whenever the same record is cut to the same size.
+pub fn cut_record(record: &[u8], max: usize) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b"\",\"message\":\"";
+    const CUT: &[u8] = b"\",\"truncated\":true}";
+    if record.len() <= max {
+        return Some(record.to_vec());
+    }
+    // Inside an escaped string every quote follows a backslash: the key matches only where
+    // the encoder put it, and the message is the last field.
+    let at = record.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let end = if record.ends_with(CUT) {
+        record.len() - CUT.len()
+    } else if record.ends_with(b"\"}") {
+        record.len() - 2
+    } else {
+        return None;
+    };
+    let body = record.get(at..end)?;
+    let room = max.checked_sub(at + CUT.len())?;
+    let mut cut = 0;
+    while cut < body.len() {
+        let len = match body[cut] {
+            b'\\' if body.get(cut + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            b if b < 0x80 => 1,
+            b if b >= 0xf0 => 4,
+            b if b >= 0xe0 => 3,
+            _ => 2,
+        };
+        if cut + len > room {
+            break;
+        }
+        cut += len;
+    }
+    let mut out = Vec::with_capacity(at + cut + CUT.len());
+    out.extend_from_slice(&record[..at]);
+    out.extend_from_slice(&body[..cut]);
+    out.extend_from_slice(CUT);
+    Some(out)
+}
+
 /// Appends `v` in decimal, a digit loop on the stack (no formatter on the hot path).
 fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
@@ -252,6 +297,62 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, text, "{:?}", String::from_utf8_lossy(&out));
         }
+    }
+
+    #[test]
+    fn a_record_cut_to_size_keeps_its_fields_and_is_marked() {
+        let meta = ContainerMeta {
+            id: "c".repeat(64),
+            name: "n\",\"message\":\"x".into(),
+            image: "i".into(),
+            tty: false,
+            labels: HashMap::new(),
+            running: true,
+            finished: None,
+        };
+        let mut body = Vec::new();
+        for _ in 0..300 {
+            body.extend_from_slice("é\"\u{1}a".as_bytes());
+        }
+        let pos = Position {
+            ts: Timestamp(5),
+            n: 1,
+        };
+        let m = Message {
+            stream: Stream::Stdout,
+            ts: pos.ts,
+            ts_text: b"1970-01-01T00:00:00.000000005Z",
+            body: &body,
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        LineEncoder::new(&meta).encode(&mut out, &m, pos);
+        out.pop();
+        let full: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for max in [out.len(), 2000, 1000, 700, 400] {
+            let cut = cut_record(&out, max).unwrap();
+            assert!(cut.len() <= max, "{max}: {}", cut.len());
+            let v: serde_json::Value = serde_json::from_slice(&cut).unwrap();
+            assert_eq!(v["pos"], "5.1");
+            assert_eq!(v["container_name"], full["container_name"]);
+            let message = v["message"].as_str().unwrap();
+            assert!(full["message"].as_str().unwrap().starts_with(message));
+            assert_eq!(record_position(&cut), record_position(&out));
+            if max == out.len() {
+                assert_eq!(cut, out, "a record that fits is left as it is");
+            } else {
+                assert_eq!(v["truncated"], true);
+                assert!(cut.len() + 6 > max, "{max}: cut too short, {}", cut.len());
+                let again = cut_record(&cut, max / 2 + 300).unwrap();
+                assert!(again.len() <= max / 2 + 300);
+            }
+        }
+        assert_eq!(
+            cut_record(&out, 100),
+            None,
+            "not even an empty message fits"
+        );
+        assert_eq!(cut_record(b"{\"not\":\"a record, and long\"}", 10), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod capturer;
 pub mod exact;
 pub mod gated;
+pub mod loki;
 pub mod nats;
 pub mod nats_auth;
 pub mod rng;

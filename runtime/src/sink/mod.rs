@@ -17,6 +17,7 @@
 //! `docs/benchmarks.md`: the wake-ups were a fifth of the capturer's CPU).
 
 pub mod file;
+mod loki;
 mod nats;
 mod pending;
 pub mod recover;
@@ -241,6 +242,11 @@ pub fn spawn(
         )?),
         SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()?),
         SinkKind::Nats => Box::new(nats::NatsOutput::new(settings.nats.clone())?),
+        SinkKind::Loki => Box::new(loki::LokiOutput::new(
+            settings.loki.clone(),
+            settings.docker_host.clone(),
+            metrics.clone(),
+        )?),
     };
     let checkpoint_every = settings.checkpoint_every;
     let written = out.written();

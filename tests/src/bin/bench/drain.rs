@@ -1,7 +1,9 @@
 //! Parts 1 and 2: drain one container's 1,000,000 lines, against a raw read of the same logs,
 //! for wall time and for CPU. With `--sink nats` (part 7), each round's capturer publishes to a
 //! `nats-server` of the round's own and is timed until the stream holds every line: durable in
-//! the stream is what counts there, not read.
+//! the stream is what counts there, not read. With `--sink loki`, the same against the Loki
+//! receiver (timed until it has accepted every line; "server CPU" is the bench process's,
+//! which is the receiver while the capturer runs).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +54,10 @@ impl Progress {
 
     /// Lines delivered so far.
     async fn delivered(&mut self, dest: &Dest, cap: &Capturer) -> f64 {
+        if let Some(rx) = dest.loki() {
+            // Accepted by the receiver: answered 2xx, durable as Loki means it.
+            return rx.stats().accepted as f64;
+        }
         let (Some(js), Some(target)) = (&self.js, dest.target()) else {
             return cap.metric_sum("log_capturer_lines_total");
         };
@@ -129,7 +135,7 @@ pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool
         // NATS: when the capturer had read every line (its lines_total), for comparison.
         let mut read_all = None;
         loop {
-            if dest.target().is_some()
+            if (dest.target().is_some() || dest.loki().is_some())
                 && read_all.is_none()
                 && cap.metric_sum("log_capturer_lines_total") >= lines as f64
             {
@@ -151,10 +157,12 @@ pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool
         let server_cpu = dest.server_cpu() - s0;
         assert!(cap.terminate().success());
         let _ = std::fs::remove_dir_all(&cap.output);
-        let stored = match dest.target() {
-            Some(t) => Some(t.count(&id).await.expect("count the stream's messages")),
-            None => None,
+        let stored = match (dest.target(), dest.loki()) {
+            (Some(t), _) => Some(t.count(&id).await.expect("count the stream's messages")),
+            (None, Some(rx)) => Some(rx.count(&id) as u64),
+            (None, None) => None,
         };
+        let duplicates = dest.loki().map_or(0, |rx| rx.stats().duplicates);
         drop(progress);
         drop(dest);
 
@@ -167,15 +175,22 @@ pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool
 
         // The file sink's line as it always was; NATS adds the server's CPU, when the capturer
         // had read everything, and what the stream holds.
-        let (server, nats) = match stored {
-            Some(n) => (
+        let (server, nats) = match (stored, sink) {
+            (Some(n), Sink::Loki) => (
+                format!(", receiver {server_cpu:.2}s"),
+                format!(
+                    "; all read after {:.2}s, {n} entries accepted, {duplicates} duplicates dropped",
+                    read_all.map_or(f64::NAN, |d| d.as_secs_f64())
+                ),
+            ),
+            (Some(n), _) => (
                 format!(", nats-server {server_cpu:.2}s"),
                 format!(
                     "; all read after {:.2}s, {n} messages in the stream",
                     read_all.map_or(f64::NAN, |d| d.as_secs_f64())
                 ),
             ),
-            None => (String::new(), String::new()),
+            (None, _) => (String::new(), String::new()),
         };
         println!(
             "round {round}: raw read {:.2}s (cpu {:.2}s, dockerd {:.2}s) | capturer {:.2}s (cpu {:.2}s = {:.2} user + {:.2} sys, dockerd {:.2}s{server}, {} context switches{nats}) | docker logs {:.2}s (cpu {:.2}s)",
@@ -223,6 +238,25 @@ pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool
     println!("  raw read (curl):  {raw_wall:.2}s wall, {raw_cpu:.2} CPU s; dockerd {daemon_raw:.2} CPU s");
     println!("  capturer:         {cap_wall:.2}s wall, {cap_cpu:.2} CPU s; dockerd {daemon_cap:.2} CPU s");
     println!("  docker logs:      {client_cpu:.2} CPU s");
+    if sink == Sink::Loki {
+        let server = median(results.iter().map(|r| r.server_cpu)) * per_million;
+        println!("  receiver (bench): {server:.2} CPU s during the capturer's runs");
+        println!("capturer CPU / raw read CPU (median of the pairs): {cpu:.3}");
+        let exact = results.iter().filter(|r| r.stored == Some(lines)).count();
+        let a = verdict(
+            "loki-drain: capturer speed / raw speed (median of the pairs)",
+            speed,
+            ">=",
+            0.5,
+        );
+        let b = verdict(
+            &format!("loki-drain: rounds whose receiver holds exactly {lines} entries"),
+            exact as f64,
+            ">=",
+            rounds as f64,
+        );
+        return a && b;
+    }
     if sink == Sink::Nats {
         let server = median(results.iter().map(|r| r.server_cpu)) * per_million;
         println!("  nats-server:      {server:.2} CPU s during the capturer's runs");

@@ -2,7 +2,7 @@
 //! and its verdict against the target, and exits non-zero if a target is missed.
 //!
 //! ```text
-//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R] [--sink nats]
+//! cargo run --release -p capturer-tests --bin bench -- drain [--lines N] [--rounds R] [--sink nats|loki]
 //! cargo run --release -p capturer-tests --bin bench -- cpu      (the same runs as drain)
 //! cargo run --release -p capturer-tests --bin bench -- latency  (--read-pause on and off)
 //! cargo run --release -p capturer-tests --bin bench -- nats-cost [--lines N] [--rounds R]
@@ -18,7 +18,8 @@
 //! round; see `torture/mod.rs`.
 //!
 //! `--sink nats` (drain, soak): the capturer publishes to a `nats-server -js` the bench starts on
-//! a loopback port of its own (`sink.rs`); the default is the file sink.
+//! a loopback port of its own (`sink.rs`); the default is the file sink. `--sink loki` (drain):
+//! the capturer pushes to the tests' Loki receiver, serving on a thread of the bench.
 
 // A benchmark harness: a failed set-up step must stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -117,9 +118,13 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let Some(sink) = sink::Sink::parse(&flag(&args, "--sink", "file".to_owned())) else {
-        eprintln!("bench: --sink file|nats");
+        eprintln!("bench: --sink file|nats|loki");
         return ExitCode::from(2);
     };
+    if sink == sink::Sink::Loki && args.first().map(String::as_str) == Some("soak") {
+        eprintln!("bench: the soak reads back files or a NATS stream; --sink loki is for drain");
+        return ExitCode::from(2);
+    }
     let pass = match args.first().map(String::as_str) {
         Some("drain" | "cpu") => {
             drain::run(
@@ -146,7 +151,7 @@ async fn main() -> ExitCode {
             // The NATS soak's chart is not the one docs/benchmarks.md shows.
             let chart = match sink {
                 sink::Sink::File => "docs/soak.png",
-                sink::Sink::Nats => "target/soak-nats.png",
+                sink::Sink::Nats | sink::Sink::Loki => "target/soak-nats.png",
             };
             let png = PathBuf::from(flag(&args, "--png", chart.to_owned()));
             let Some(duration) = duration(&args, 10) else {

@@ -1,8 +1,10 @@
-//! Where the benchmarked capturer delivers (`--sink file|nats`): its own output files, or a
-//! NATS JetStream stream on a `nats-server` the bench starts for the run (issue 14). The drain
-//! and the soak take a [`Sink`] and ask a [`Dest`] for the flags, the server's CPU and the
-//! stream to read back, so that one benchmark serves both sinks.
+//! Where the benchmarked capturer delivers (`--sink file|nats|loki`): its own output files, a
+//! NATS JetStream stream on a `nats-server` the bench starts for the run (issue 14), or the
+//! Loki receiver of the tests, serving on a thread of the bench (issue 15; drain only). The
+//! drain and the soak take a [`Sink`] and ask a [`Dest`] for the flags, the server's CPU and
+//! the stream to read back, so that one benchmark serves every sink.
 
+use capturer_tests::loki::LokiReceiver;
 use capturer_tests::nats::{NatsServer, NatsTarget};
 
 use crate::procfs;
@@ -14,14 +16,17 @@ pub enum Sink {
     File,
     /// `--sink nats`: one JetStream message per line.
     Nats,
+    /// `--sink loki`: batches pushed to a Loki receiver.
+    Loki,
 }
 
 impl Sink {
-    /// `--sink file|nats`; `None` for anything else.
+    /// `--sink file|nats|loki`; `None` for anything else.
     pub fn parse(name: &str) -> Option<Sink> {
         match name {
             "file" => Some(Sink::File),
             "nats" => Some(Sink::Nats),
+            "loki" => Some(Sink::Loki),
             _ => None,
         }
     }
@@ -29,9 +34,11 @@ impl Sink {
 
 /// One capturer's destination: nothing to run for the file sink; for NATS a `nats-server -js`
 /// of its own (a free loopback port, an empty file store, deleted when this is dropped) and
-/// the capturer's default stream (`LOGS`) and subject prefix (`logs`) on it.
+/// the capturer's default stream (`LOGS`) and subject prefix (`logs`) on it; for Loki a
+/// receiver of its own and its URL.
 pub struct Dest {
     nats: Option<(NatsServer, NatsTarget)>,
+    loki: Option<(LokiReceiver, [String; 4])>,
 }
 
 impl Dest {
@@ -47,15 +54,30 @@ impl Dest {
             let target = NatsTarget::new(&server.url());
             (server, target)
         });
-        Dest { nats }
+        let loki = (sink == Sink::Loki).then(|| {
+            let rx = LokiReceiver::start();
+            let flags = ["--sink", "loki", "--loki-url", &rx.url()].map(str::to_owned);
+            (rx, flags)
+        });
+        Dest { nats, loki }
     }
 
     /// The capturer's flags that deliver here, then `extra`.
     pub fn flags<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
-        match &self.nats {
-            Some((_, target)) => target.flags(extra),
-            None => extra.to_vec(),
+        match (&self.nats, &self.loki) {
+            (Some((_, target)), _) => target.flags(extra),
+            (None, Some((_, flags))) => flags
+                .iter()
+                .map(String::as_str)
+                .chain(extra.iter().copied())
+                .collect(),
+            (None, None) => extra.to_vec(),
         }
+    }
+
+    /// The Loki receiver, for `--sink loki`.
+    pub fn loki(&self) -> Option<&LokiReceiver> {
+        self.loki.as_ref().map(|(rx, _)| rx)
     }
 
     /// The stream the capturer publishes to, for NATS.
@@ -72,7 +94,11 @@ impl Dest {
     }
 
     /// The server's CPU seconds so far (user + system, from `/proc/PID/stat`); NaN without one.
+    /// For Loki, the bench process's: the receiver is its busy part while the capturer runs.
     pub fn server_cpu(&self) -> f64 {
+        if self.loki.is_some() {
+            return procfs::sample(std::process::id() as i32).map_or(f64::NAN, |s| s.cpu);
+        }
         self.server_pid()
             .and_then(procfs::sample)
             .map_or(f64::NAN, |s| s.cpu)
