@@ -19,7 +19,6 @@
 //! task per `write`/`sync`: the hand-offs per message (publish, acknowledgement) then stay on
 //! one thread (docs/benchmarks.md part 7).
 
-mod fit;
 mod flight;
 
 use std::collections::{HashMap, VecDeque};
@@ -36,7 +35,7 @@ use futures_util::StreamExt;
 use self::flight::{InFlight, Line};
 use super::Output;
 use crate::config::NatsSettings;
-use crate::output::record_position;
+use crate::output::{cut_record, record_position};
 use crate::state::Mark;
 
 /// The stream's duplicate window when the sink creates it: longer than any stop the capturer
@@ -288,13 +287,16 @@ impl Work {
                     // Never publishable as it is: cut its message to fit, marked truncated,
                     // as the capturer does with lines over its own cap.
                     let max_payload = link.max_payload;
-                    let Some(payload) = fit::fit(&line.payload, max_payload.saturating_sub(1024))
+                    let Some(payload) = cut_record(&line.payload, max_payload.saturating_sub(1024))
                     else {
                         tracing::error!(subject = %line.subject, id = %line.id, max_payload, "a record the server's max_payload cannot hold even cut short; not published");
                         continue;
                     };
                     tracing::warn!(subject = %line.subject, id = %line.id, bytes = line.payload.len(), max_payload, "a line longer than the server's max_payload; published cut short with \"truncated\":true");
-                    pending.push_front(Line { payload, ..line });
+                    pending.push_front(Line {
+                        payload: Bytes::from(payload),
+                        ..line
+                    });
                 }
                 Err(e) => {
                     pending.push_front(line);
