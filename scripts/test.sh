@@ -28,6 +28,12 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the runtime is built without the mutants (planted bugs exist only for the checkers)"
+if cargo tree -p capturer-runtime -e features --locked | grep -q 'capturer-core feature "mutants"'; then
+    echo "capturer-runtime enables capturer-core's mutants feature" >&2
+    exit 1
+fi
+
 step "cargo test --workspace"
 cargo test --workspace --locked
 

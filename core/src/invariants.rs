@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::event::Generation;
-use crate::machine::ContainerMachine;
+use crate::machine::{mutated, ContainerMachine};
 use crate::stream::Stream;
 
 /// A broken invariant.
@@ -114,7 +114,7 @@ pub fn check(m: &ContainerMachine) -> Result<(), Violation> {
 /// log for `since`); retiring it then would retire the next one the same way, forever.
 fn rotation_after_progress(m: &ContainerMachine) -> Result<(), Violation> {
     let delivered = m.reader.as_ref().is_some_and(|r| r.delivered);
-    if m.rotate_at.is_some() && !delivered && m.config.mutant.is_none() {
+    if m.rotate_at.is_some() && !delivered && !mutated!(m.config) {
         return Err(Violation::RotationBeforeProgress);
     }
     Ok(())
@@ -192,7 +192,7 @@ fn cursor_well_formed(m: &ContainerMachine) -> Result<(), Violation> {
     let c = &m.cursor;
     for stream in Stream::ALL {
         // The whole-second mutant keeps floored positions; only `since` is checked for it.
-        let inconsistent = m.config.mutant.is_none() && !c.is_consistent();
+        let inconsistent = !mutated!(m.config) && !c.is_consistent();
         if inconsistent || (c.streams().contains(stream) && c.since().0 > c.position(stream).ts) {
             return Err(Violation::CursorMalformed { stream });
         }

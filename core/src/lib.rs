@@ -78,6 +78,7 @@ pub mod event;
 pub mod frame;
 pub mod invariants;
 pub mod machine;
+#[cfg(feature = "mutants")]
 pub mod mutant;
 pub mod partial;
 pub mod rewind;
@@ -95,6 +96,7 @@ pub use event::{Event, Generation, ReadError, ReaderExit};
 pub use frame::{Demux, Frame, TtySplitter};
 pub use invariants::Violation;
 pub use machine::{Config, ContainerMachine, LiveTasks, Phase};
+#[cfg(feature = "mutants")]
 pub use mutant::Mutant;
 pub use partial::Message;
 pub use stream::{Stream, StreamSet};

@@ -10,6 +10,7 @@ use crate::cursor::{Cursor, Verdict};
 use crate::event::{Event, Generation, ReadError, ReaderExit};
 use crate::frame::split_timestamp;
 use crate::invariants::{self, Violation};
+#[cfg(feature = "mutants")]
 use crate::mutant::{self, Mutant};
 use crate::partial::{Message, Partials, DEFAULT_CAP};
 use crate::rewind::{Rewind, Seen};
@@ -29,10 +30,35 @@ pub struct Config {
     pub backoff: Backoff,
     /// The longest message; longer lines are cut into messages marked truncated.
     pub partial_cap: usize,
-    /// A known bug to re-create, for checking the checkers. Never set in production.
-    #[doc(hidden)]
+    /// A known bug to re-create, for checking the checkers. Exists only with the `mutants`
+    /// feature, which the model, the fuzzer and the tests turn on and the runtime never does.
+    #[cfg(feature = "mutants")]
     pub mutant: Option<Mutant>,
 }
+
+/// Whether the known bug `$m` is planted in `$config`: always false without the `mutants`
+/// feature, where neither the mutant nor the field exists.
+macro_rules! planted {
+    ($config:expr, $m:ident) => {{
+        #[cfg(feature = "mutants")]
+        let on = $config.mutant == Some(Mutant::$m);
+        #[cfg(not(feature = "mutants"))]
+        let on = false;
+        on
+    }};
+}
+
+/// Whether any known bug is planted in `$config` (never without the `mutants` feature).
+macro_rules! mutated {
+    ($config:expr) => {{
+        #[cfg(feature = "mutants")]
+        let on = $config.mutant.is_some();
+        #[cfg(not(feature = "mutants"))]
+        let on = false;
+        on
+    }};
+}
+pub(crate) use mutated;
 
 impl Default for Config {
     fn default() -> Config {
@@ -41,6 +67,7 @@ impl Default for Config {
             heartbeat_every: Duration::from_secs(30),
             backoff: Backoff::default(),
             partial_cap: DEFAULT_CAP,
+            #[cfg(feature = "mutants")]
             mutant: None,
         }
     }
@@ -589,7 +616,7 @@ impl ContainerMachine {
         bytes: &[u8],
         sink: &mut impl LineSink,
     ) -> Flow {
-        let trust = self.config.mutant == Some(Mutant::TrustResends);
+        let trust = planted!(self.config, TrustResends);
         let Some(r) = self.live_reader(generation, "Frame") else {
             return Flow::Stop;
         };
@@ -638,7 +665,7 @@ impl ContainerMachine {
         stopped_throughout: bool,
         sink: &mut impl LineSink,
     ) {
-        let trust = self.config.mutant == Some(Mutant::TrustDrainingEnd);
+        let trust = planted!(self.config, TrustDrainingEnd);
         let Some(r) = self.live_reader(generation, "EndOfStream") else {
             return;
         };
@@ -671,12 +698,16 @@ impl ContainerMachine {
         feed: impl FnOnce(&mut Partials, &mut dyn FnMut(Message<'_>)),
     ) -> bool {
         let cursor = &mut self.cursor;
+        #[cfg(feature = "mutants")]
         let mutant = self.config.mutant;
         let violation = &mut self.violation;
         let mut delivered = false;
         feed(&mut self.partials, &mut |m: Message<'_>| {
             let before = cursor.position(m.stream);
+            #[cfg(feature = "mutants")]
             let verdict = mutant::judge(cursor, mutant, m.stream, m.ts);
+            #[cfg(not(feature = "mutants"))]
+            let verdict = cursor.accept(m.stream, m.ts);
             if cursor.position(m.stream) < before && violation.is_none() {
                 *violation = Some(Violation::CursorMovedBack { stream: m.stream });
             }
@@ -766,7 +797,7 @@ impl ContainerMachine {
         if self.stop.is_some() {
             return;
         }
-        let eager = self.config.mutant == Some(Mutant::EagerRotation);
+        let eager = planted!(self.config, EagerRotation);
         if let Some(r) = &mut self.reader {
             if reason == CancelReason::Rotation && !r.delivered && !eager {
                 return;
@@ -785,7 +816,7 @@ impl ContainerMachine {
         if !self.wants_reader() {
             return;
         }
-        if self.config.mutant == Some(Mutant::SharedScope) && self.heartbeat.is_alive() {
+        if planted!(self.config, SharedScope) && self.heartbeat.is_alive() {
             // The seed bug: the rotation joins a scope the heartbeat is also in.
             return;
         }
@@ -836,7 +867,7 @@ impl ContainerMachine {
             complete: false,
             cancel: None,
         });
-        if self.config.mutant == Some(Mutant::EagerRotation) {
+        if planted!(self.config, EagerRotation) {
             // The bug: the rotation counts from the open, so a reopen that takes longer than
             // the interval to deliver anything is retired before it does, again and again.
             self.rotate_at = Some(now.after(self.config.rotate_every));
@@ -874,7 +905,7 @@ impl ContainerMachine {
     /// In debug builds every step re-checks the invariants (a mutant is left to the checkers).
     fn self_check(&self) {
         #[cfg(debug_assertions)]
-        if self.config.mutant.is_none() {
+        if !mutated!(self.config) {
             if let Err(v) = self.check_invariants() {
                 panic!("capturer-core invariant violated: {v}\n{self:#?}");
             }
