@@ -41,7 +41,7 @@ if [ -f core/tests/loom_scopes.rs ]; then
     step "loom: scopes over every interleaving (own target dir)"
     RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
         CARGO_TARGET_DIR=target/loom \
-        cargo test -p capturer-core --release --locked --test loom_scopes
+        cargo test -p capturer-core --release --locked --features mutants --test loom_scopes -- --nocapture
 fi
 
 if grep -q '"check"' model/src/main.rs 2>/dev/null; then

@@ -20,6 +20,8 @@ pub struct Trace {
     pub lines: Vec<Line>,
     /// Every cursor checkpointed, in order.
     pub checkpoints: Vec<Cursor>,
+    /// How many commands came out, in all.
+    pub commands: usize,
 }
 
 /// The configuration the traces use: short intervals, a visible backoff, no jitter.
@@ -61,6 +63,7 @@ impl Trace {
             text: String::new(),
             lines: Vec::new(),
             checkpoints: Vec::new(),
+            commands: 0,
         }
     }
 
@@ -100,6 +103,7 @@ impl Trace {
             .expect("invariants hold after every step");
         let _ = writeln!(self.text, "{:>5}ms  {label}", self.now.0 / 1_000_000);
         while let Some(c) = self.m.poll_command() {
+            self.commands += 1;
             let _ = writeln!(self.text, "           -> {}", describe_command(&c));
             match c {
                 Command::Emit(line) => self.lines.push(line),
