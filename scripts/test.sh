@@ -50,6 +50,26 @@ if grep -q '"check"' model/src/main.rs 2>/dev/null; then
     cargo run --release --locked -p capturer-model -- check ${MODEL_ARGS:-}
 fi
 
+step "fuzz: each target for ${FUZZ_SECONDS:-20} s, from its committed inputs"
+# cargo-fuzz installs once (minutes); then it is found on the PATH. --sanitizer none runs on the
+# stable toolchain (docs/fuzzing.md). A failing input is kept in the scratch corpus printed below.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+(cd fuzz && cargo fuzz build --sanitizer none)
+for target in machine cursor frames; do
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/lc-fuzz-$target.XXXXXX")
+    if ! (cd fuzz && cargo fuzz run --sanitizer none "$target" "$scratch" "regressions/$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=1 -artifact_prefix="$scratch/" \
+        >"$scratch.log" 2>&1); then
+        tail -n 40 "$scratch.log" >&2
+        echo "fuzz $target failed; its log is $scratch.log, its failing input in $scratch" >&2
+        exit 1
+    fi
+    echo "$target: $(grep -E '^Done' "$scratch.log")"
+    rm -rf "$scratch" "$scratch.log"
+done
+
 step "torture: seeded random chaos against a private dockerd, judged line by line"
 # Fixed seeds, so a failure here is reproducible with the same command; TORTURE_SEED and
 # TORTURE_SEEDS choose others.

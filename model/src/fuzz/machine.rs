@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use capturer_core::{
-    Backoff, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation, Instant, Line,
-    Mutant, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
+    Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation,
+    Instant, Line, Mutant, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
 };
 
 use super::reference::{self, Delivered, Entry, SinceFilter, SinceRule};
@@ -542,6 +542,8 @@ struct Reader {
     ran: bool,
     /// The log entries it sent, in order (re-sends not counted again).
     sent: Vec<usize>,
+    /// The machine delivered a new line while it was the live reader.
+    delivered: bool,
     /// A re-send under way: the entries the daemon sends again before it goes on.
     replay: VecDeque<usize>,
 }
@@ -655,6 +657,9 @@ impl World {
             trace!("  -> sink {l:?}");
             check_line(&mut self.emitted, self.start, l);
         }
+        if let (Some(r), false) = (&mut self.reader, sunk.is_empty()) {
+            r.delivered = true;
+        }
         while let Some(c) = self.m.poll_command() {
             trace!("  -> {c:?}");
             self.watch.command(&self.m, &c, was_stopped);
@@ -684,11 +689,21 @@ impl World {
                     ended: false,
                     ran: self.running,
                     sent: Vec::new(),
+                    delivered: false,
                     replay: VecDeque::new(),
                 });
             }
-            Command::CancelReader { generation, .. } => match &mut self.reader {
-                Some(r) if r.generation == generation => r.cancelled = true,
+            Command::CancelReader { generation, reason } => match &mut self.reader {
+                Some(r) if r.generation == generation => {
+                    // Invariant 7, seen from the world: a rotation retires only a generation
+                    // that delivered a new line, or a slow reopen is retired again and again.
+                    assert!(
+                        reason != CancelReason::Rotation || r.delivered,
+                        "a rotation retired g{} before it delivered a line",
+                        generation.0
+                    );
+                    r.cancelled = true;
+                }
                 other => panic!(
                     "cancel of g{} while the world runs reader {other:?}",
                     generation.0
@@ -702,7 +717,12 @@ impl World {
                 assert_eq!(self.hb, Hb::Live, "stop of a heartbeat that is not live");
                 self.hb = Hb::Stopping;
             }
-            Command::Emit(l) => check_line(&mut self.emitted, self.start, &l),
+            Command::Emit(l) => {
+                check_line(&mut self.emitted, self.start, &l);
+                if let Some(r) = &mut self.reader {
+                    r.delivered = true;
+                }
+            }
             Command::Forget => panic!("Forget without a removal"),
             Command::Checkpoint(_) | Command::Report(_) => {}
         }
