@@ -52,7 +52,8 @@ fi
 
 step "fuzz: each target for ${FUZZ_SECONDS:-20} s, from its committed inputs"
 # cargo-fuzz installs once (minutes); then it is found on the PATH. --sanitizer none runs on the
-# stable toolchain (docs/fuzzing.md). A failing input is kept in the scratch corpus printed below.
+# stable toolchain (docs/fuzzing.md). A fixed seed (FUZZ_SEED) makes a failure reproducible; the
+# failing input is kept in the scratch directory printed below.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
@@ -60,7 +61,8 @@ fi
 for target in machine cursor frames; do
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/lc-fuzz-$target.XXXXXX")
     if ! (cd fuzz && cargo fuzz run --sanitizer none "$target" "$scratch" "regressions/$target" -- \
-        -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=1 -artifact_prefix="$scratch/" \
+        -max_total_time="${FUZZ_SECONDS:-20}" -seed="${FUZZ_SEED:-1}" -print_final_stats=1 \
+        -artifact_prefix="$scratch/" \
         >"$scratch.log" 2>&1); then
         tail -n 40 "$scratch.log" >&2
         echo "fuzz $target failed; its log is $scratch.log, its failing input in $scratch" >&2
