@@ -38,10 +38,11 @@ step "cargo test --workspace"
 cargo test --workspace --locked
 
 if [ -f core/tests/loom_scopes.rs ]; then
-    step "loom: scopes over every interleaving (own target dir)"
+    step "loom: the scopes and the poke over every interleaving, and the bugs planted in them (own target dir)"
     RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
         CARGO_TARGET_DIR=target/loom \
-        cargo test -p capturer-core --release --locked --features mutants --test loom_scopes -- --nocapture
+        cargo test -p capturer-core --release --locked --features mutants \
+        --test loom_scopes --test loom_poke -- --nocapture
 fi
 
 if grep -q '"check"' model/src/main.rs 2>/dev/null; then

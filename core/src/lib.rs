@@ -81,6 +81,7 @@ pub mod machine;
 #[cfg(feature = "mutants")]
 pub mod mutant;
 pub mod partial;
+pub mod poke;
 pub mod rewind;
 pub mod scope;
 pub mod stream;
