@@ -5,6 +5,9 @@
 //! fails if the directory is missing, if a target has no inputs, if a directory names no target,
 //! or if any input panics, so it cannot pass by finding nothing to run.
 
+// Test tooling shared by the tests below: a missing corpus must fail them loudly.
+#![allow(clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
