@@ -544,6 +544,17 @@ impl Notes {
 enum Input {
     Event(Event),
     Timeout(Instant),
+    /// A frame of the reader's stream, through the data path.
+    Frame {
+        generation: Generation,
+        stream: Stream,
+        entry: usize,
+    },
+    /// The reader's stream ended cleanly, through the data path.
+    End {
+        generation: Generation,
+        stopped_throughout: bool,
+    },
 }
 
 impl CaptureModel {
@@ -1109,12 +1120,12 @@ impl CaptureModel {
                     let what = if again { "re-sends" } else { "delivers" };
                     format!("c{n} reader {generation} {what} entry #{i}: {e}{skipped}{in_flight}")
                 });
-                let event = Event::Frame {
+                let frame = Input::Frame {
                     generation,
                     stream: e.stream,
-                    bytes: self.frames[i].clone(),
+                    entry: i,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, frame, notes);
             }
             Action::End(c, r) => {
                 let n = name(c);
@@ -1123,11 +1134,11 @@ impl CaptureModel {
                 let generation = reader.generation;
                 let stopped_throughout = !reader.ran;
                 notes.add(|| format!("c{n} reader {generation}: end of stream"));
-                let event = Event::EndOfStream {
+                let end = Input::End {
                     generation,
                     stopped_throughout,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, end, notes);
             }
             Action::ReaderError(c, r) => {
                 let n = name(c);
@@ -1169,11 +1180,11 @@ impl CaptureModel {
                          entr(ies) written but not sent"
                     )
                 });
-                let event = Event::EndOfStream {
+                let end = Input::End {
                     generation,
                     stopped_throughout,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, end, notes);
             }
             Action::Birth(c) => {
                 let n = name(c);
@@ -1462,9 +1473,33 @@ impl CaptureModel {
         let mut input = Some(input);
         while let Some(next) = input.take() {
             let stopped_before = k.machine.is_stopped();
+            // The data path hands lines to the sink; the model's sink judges each at once.
+            let mut lines: Vec<Line> = Vec::new();
             match next {
                 Input::Event(e) => k.machine.handle(NOW, e),
                 Input::Timeout(t) => k.machine.handle_timeout(t),
+                Input::Frame {
+                    generation,
+                    stream,
+                    entry,
+                } => {
+                    let bytes = &self.frames[entry];
+                    k.machine
+                        .handle_frame(NOW, generation, stream, bytes, &mut lines);
+                }
+                Input::End {
+                    generation,
+                    stopped_throughout,
+                } => k
+                    .machine
+                    .handle_end_of_stream(generation, stopped_throughout, &mut lines),
+            }
+            for line in &lines {
+                notes.add(|| format!("    -> {}", show_line(line)));
+                if stopped_before {
+                    flaw(k, Flaw::CommandAfterStop);
+                }
+                self.deliver(k, line);
             }
             while let Some(cmd) = k.machine.poll_command() {
                 notes.add(|| format!("    -> {}", show_command(&cmd)));
@@ -1547,9 +1582,6 @@ impl CaptureModel {
                     Flaw::StrayCommand("StopHeartbeat with no live heartbeat"),
                 ),
             },
-            // The reader hands the line to the sink with the cursor that covers it; the sink
-            // writes it at once (visible to a reader of the file, not yet durable).
-            Command::Emit(line) => self.deliver(k, &line),
             Command::Checkpoint(cursor) => {
                 // The sink persists it at its next tick (it is the machine's cursor, which
                 // `flushed` reads), once the lines before it are durable.
@@ -1828,6 +1860,17 @@ fn show_cursor(c: &Cursor) -> String {
     )
 }
 
+/// A line the data path handed to the sink (the reader hands it with the cursor that covers
+/// it; the sink writes it at once: visible to a reader of the file, not yet durable).
+fn show_line(line: &Line) -> String {
+    format!(
+        "Emit({} \"{}\" @{})",
+        line.stream,
+        String::from_utf8_lossy(&line.message),
+        rel(line.ts)
+    )
+}
+
 fn show_command(cmd: &Command) -> String {
     match cmd {
         Command::OpenStream { generation, since } => {
@@ -1836,12 +1879,6 @@ fn show_command(cmd: &Command) -> String {
         Command::CancelReader { generation, reason } => {
             format!("CancelReader({generation}, {reason:?})")
         }
-        Command::Emit(line) => format!(
-            "Emit({} \"{}\" @{})",
-            line.stream,
-            String::from_utf8_lossy(&line.message),
-            rel(line.ts)
-        ),
         Command::Checkpoint(c) => format!("Checkpoint{}", show_cursor(c)),
         other => format!("{other:?}"),
     }

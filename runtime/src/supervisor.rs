@@ -719,23 +719,6 @@ impl Supervisor {
                     cancel.cancel();
                 }
             }
-            Command::Emit(line) => {
-                // Lines come out of the data path; a lifecycle event never emits one. Should
-                // one appear, it is written all the same rather than lost.
-                tracing::warn!(container = %id, "a line came out of a lifecycle event");
-                let mut bytes = Vec::new();
-                let message = capturer_core::Message {
-                    stream: line.stream,
-                    ts: line.ts,
-                    ts_text: line.ts_text.as_bytes(),
-                    body: &line.message,
-                    truncated: line.truncated,
-                };
-                shared.encoder.encode(&mut bytes, &message, line.pos);
-                let cursor = shared.machine().cursor().clone();
-                let never = CancellationToken::new();
-                let _ = self.sink.batch(id, bytes, cursor, &never).await;
-            }
             Command::Checkpoint(cursor) => {
                 self.sink.control(SinkMsg::Checkpoint { id, cursor });
             }
