@@ -31,8 +31,6 @@ pub enum Command {
     StartHeartbeat,
     /// Tell the heartbeat to stop; its exit comes back as `HeartbeatExited`.
     StopHeartbeat,
-    /// Deliver a line to the sink (only `Event::Frame` and `Event::EndOfStream` emit).
-    Emit(Line),
     /// Persist this cursor once the lines emitted before it are flushed.
     Checkpoint(Cursor),
     /// The container is gone: delete its cursor once its last lines are flushed.
@@ -84,7 +82,7 @@ pub enum Report {
     HeartbeatLost,
 }
 
-/// An owned line, as carried by [`Command::Emit`].
+/// An owned line: what a `Vec<Line>` [`LineSink`] keeps of each line handed to it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Line {
     /// The stream it was written to.

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::stream::Stream;
-
 /// The number of a reader generation: 1 for the first stream opened, one more per reopen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -15,8 +13,11 @@ impl fmt::Display for Generation {
     }
 }
 
-/// An input to [`ContainerMachine::handle`](crate::ContainerMachine::handle), with its `now`
-/// passed alongside.
+/// A lifecycle input to [`ContainerMachine::handle`](crate::ContainerMachine::handle), with
+/// its `now` passed alongside. A reader's frames and its clean end take the data path
+/// instead ([`handle_frame`](crate::ContainerMachine::handle_frame),
+/// [`handle_end_of_stream`](crate::ContainerMachine::handle_end_of_stream)): the one way
+/// lines come out of the machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Event {
@@ -31,27 +32,6 @@ pub enum Event {
     StreamOpened {
         /// The reader generation.
         generation: Generation,
-    },
-    /// One frame of the generation's stream: `<RFC 3339 timestamp> <payload>`.
-    Frame {
-        /// The reader generation.
-        generation: Generation,
-        /// The stream the frame belongs to.
-        stream: Stream,
-        /// The frame's bytes, timestamp prefix included.
-        bytes: Vec<u8>,
-    },
-    /// The generation's stream ended cleanly: flush unfinished lines (sent by the reader
-    /// before it exits).
-    EndOfStream {
-        /// The reader generation.
-        generation: Generation,
-        /// The runtime checked that the container did not run at any moment of this read: it
-        /// was stopped before the request went out and still is, with the same start time. Only
-        /// then is a draining read's end the end of the log (a container may start between the
-        /// request and the daemon's answer, and the answer then follows the new run, whose
-        /// follow stream can end early).
-        stopped_throughout: bool,
     },
     /// The generation's reader task exited and was joined: its exit is observed.
     ReaderExited {

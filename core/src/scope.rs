@@ -62,7 +62,10 @@
 //!   coherence forces the joiner's load to see `CLOSED`. The lock carries this argument; the
 //!   orderings above only carry the tasks' data.
 //!
-//! loom explores these orderings over every interleaving in `core/tests/loom_scopes.rs`.
+//! loom explores these orderings over every interleaving in `core/tests/loom_scopes.rs`, and
+//! with the `mutants` feature it is shown to catch each of three planted bugs in this very
+//! code ([`ScopeMutant`]): a relaxed leave, a join that does not re-check under the lock, and
+//! a last guard that wakes the joiners before it leaves.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -109,11 +112,30 @@ pub struct Join {
 
 struct Inner {
     name: Cow<'static, str>,
+    /// A planted bug, for showing that loom catches it (`mutants` feature only).
+    #[cfg(feature = "mutants")]
+    mutant: Option<ScopeMutant>,
     /// The closed bit and the live count, packed: `live * ONE | closed`.
     state: AtomicUsize,
     waiters: Mutex<Waiters>,
     /// `join_blocking` sleeps here.
     done: Condvar,
+}
+
+/// A known bug planted in a scope, to show that loom finds it (`mutants` feature only).
+#[cfg(feature = "mutants")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeMutant {
+    /// The guard leaves with a `Relaxed` decrement: a join that reads the final count does
+    /// not synchronize with the task's last writes (loom: a causality violation).
+    RelaxedLeave,
+    /// The join checks for done before it takes the waiter lock, not under it: the last
+    /// guard may leave, and wake nobody, between the check and the registration (loom: a
+    /// lost wakeup, the joiner asleep for good).
+    NoRecheckUnderLock,
+    /// The last guard wakes the joiners, then decrements: a woken joiner polls, still sees
+    /// the guard, and waits again for a wake that already happened (loom: a deadlock).
+    WakeBeforeLeave,
 }
 
 /// Who waits for the scope: the wakers of the pending [`Join`]s, each under its future's key,
@@ -133,16 +155,17 @@ impl Scope {
     /// A new open, empty scope with a name for debugging (e.g. `"container 3f2a heartbeat"`).
     pub fn named(name: impl Into<Cow<'static, str>>) -> Scope {
         Scope {
-            inner: Arc::new(Inner {
-                name: name.into(),
-                state: AtomicUsize::new(0),
-                waiters: Mutex::new(Waiters {
-                    next_key: 0,
-                    wakers: Vec::new(),
-                    sleepers: 0,
-                }),
-                done: Condvar::new(),
-            }),
+            inner: Arc::new(Inner::new(name.into())),
+        }
+    }
+
+    /// A scope with the known bug `mutant` planted in it, for the loom tests.
+    #[cfg(feature = "mutants")]
+    pub fn planted(name: impl Into<Cow<'static, str>>, mutant: ScopeMutant) -> Scope {
+        let mut inner = Inner::new(name.into());
+        inner.mutant = Some(mutant);
+        Scope {
+            inner: Arc::new(inner),
         }
     }
 
@@ -236,6 +259,28 @@ impl fmt::Debug for Scope {
 }
 
 impl Inner {
+    /// An open, empty scope's state.
+    fn new(name: Cow<'static, str>) -> Inner {
+        Inner {
+            name,
+            #[cfg(feature = "mutants")]
+            mutant: None,
+            state: AtomicUsize::new(0),
+            waiters: Mutex::new(Waiters {
+                next_key: 0,
+                wakers: Vec::new(),
+                sleepers: 0,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Whether the bug `m` is planted here (never without the `mutants` feature).
+    #[cfg(feature = "mutants")]
+    fn planted(&self, m: ScopeMutant) -> bool {
+        self.mutant == Some(m)
+    }
+
     /// Closed and empty: the terminal state. `Acquire`, so the tasks' effects are visible.
     fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) == CLOSED
@@ -283,7 +328,23 @@ impl ScopeGuard {
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        let previous = self.inner.state.fetch_sub(ONE, Ordering::Release);
+        #[cfg(feature = "mutants")]
+        if self.inner.planted(ScopeMutant::WakeBeforeLeave) {
+            if self.inner.state.load(Ordering::Acquire) == CLOSED | ONE {
+                self.inner.wake_joiners();
+            }
+            self.inner.state.fetch_sub(ONE, Ordering::Release);
+            return;
+        }
+        #[cfg(feature = "mutants")]
+        let leave = if self.inner.planted(ScopeMutant::RelaxedLeave) {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        #[cfg(not(feature = "mutants"))]
+        let leave = Ordering::Release;
+        let previous = self.inner.state.fetch_sub(ONE, leave);
         // Impossible by construction (one guard, one decrement); checked in debug builds and
         // under loom, whose runs are release builds.
         if cfg!(any(debug_assertions, loom)) {
@@ -311,6 +372,24 @@ impl Future for Join {
         let this = self.get_mut();
         if this.key.is_none() && this.inner.is_done() {
             return Poll::Ready(());
+        }
+        #[cfg(feature = "mutants")]
+        if this.inner.planted(ScopeMutant::NoRecheckUnderLock) {
+            if this.inner.is_done() {
+                return Poll::Ready(());
+            }
+            // The bug: the check above, then the lock; the last guard may leave between.
+            let mut waiters = this.inner.lock();
+            let key = *this.key.get_or_insert_with(|| {
+                let key = waiters.next_key;
+                waiters.next_key = waiters.next_key.wrapping_add(1);
+                key
+            });
+            match waiters.wakers.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, waker)) => waker.clone_from(cx.waker()),
+                None => waiters.wakers.push((key, cx.waker().clone())),
+            }
+            return Poll::Pending;
         }
         let mut waiters = this.inner.lock();
         // Re-check under the lock: the transition's author takes this lock after it, so

@@ -45,6 +45,7 @@ impl Timestamp {
     }
 
     /// This instant cut to its whole second (used only by the whole-second mutant).
+    #[cfg(feature = "mutants")]
     pub fn floor_secs(self) -> Timestamp {
         Timestamp(self.secs() * NANOS_PER_SEC)
     }

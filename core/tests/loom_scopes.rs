@@ -2,23 +2,29 @@
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
-//!     cargo test -p capturer-core --release --test loom_scopes -- --nocapture
+//!     cargo test -p capturer-core --release --features mutants --test loom_scopes -- --nocapture
 //! ```
 //!
 //! `capturer_core::scope` is the code the runtime runs: under `cfg(loom)` its atomics, lock
 //! and condvar are loom's (see `core/src/sync.rs`), so loom schedules every step of it. Each
 //! test prints how many interleavings it explored (shown with `--nocapture`) and fails if it
 //! explored only one. loom allows 4 threads besides main here; no test spawns more than 3.
+//!
+//! The checks have teeth: with the `mutants` feature (the command above passes
+//! `--features mutants`), a bug planted in the scope itself (`ScopeMutant`) and the seed's
+//! shared scope must each make loom fail, with the failure each one causes, and each test
+//! prints after how many interleavings loom found it.
 #![cfg(loom)]
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 // Test scaffolding (the cells, the signals) is shared through std's `Arc`, whose reference
 // counting loom does not schedule; only the scope under test pays for loom's `Arc`.
+use std::future::Future;
 use std::sync::Arc as StdArc;
 use std::time::Instant;
 
-use capturer_core::scope::{Scope, ScopeGuard};
+use capturer_core::scope::{Scope, ScopeGuard, ScopeMutant};
 use loom::cell::UnsafeCell;
 use loom::future::block_on;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +49,35 @@ fn explore(name: &str, body: impl Fn() + Sync + Send + 'static) -> usize {
         "{name}: loom explored a single interleaving"
     );
     executions
+}
+
+/// Runs `body` under `loom::model` expecting loom to fail it: returns how many interleavings
+/// it explored up to the failure, and loom's message. Panics if every interleaving passed.
+fn caught(name: &str, body: impl Fn() + Sync + Send + 'static) -> (usize, String) {
+    let executions = StdArc::new(StdAtomicUsize::new(0));
+    let counter = executions.clone();
+    let started = Instant::now();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        loom::model(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            body();
+        })
+    }));
+    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
+    let message = match outcome {
+        Ok(()) => panic!("{name}: loom passed the mutant over {executions} interleavings"),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    };
+    println!(
+        "loom {name}: caught at interleaving {executions}, in {:.1?}: {}",
+        started.elapsed(),
+        message.lines().next().unwrap_or("")
+    );
+    (executions, message)
 }
 
 /// A data cell written by a task before it leaves its scope and read after the join: loom
@@ -259,26 +294,13 @@ fn c_seed_fix_rotation_joins_only_its_generation() {
     });
 }
 
+/// The seed bug deadlocks on every schedule, so this proves that loom detects a deadlock, not
+/// that it searches: the mutants of the scope itself (below) are found by the search.
 #[test]
 fn d_seed_bug_shared_scope_deadlocks_and_loom_finds_it() {
-    let executions = StdArc::new(StdAtomicUsize::new(0));
-    let counter = executions.clone();
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        loom::model(move || {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            container_lifetime(Layout::Shared);
-        })
-    }));
-    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
-    let message = match outcome {
-        Ok(()) => panic!("loom passed the shared-scope mutant over {executions} interleavings"),
-        Err(panic) => panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default(),
-    };
-    println!("loom d (seed bug: one shared scope): failed at interleaving {executions}: {message}");
+    let (_, message) = caught("d (seed bug: one shared scope)", || {
+        container_lifetime(Layout::Shared)
+    });
     assert!(
         message.starts_with("deadlock"),
         "loom failed the mutant, but not with a deadlock: {message}"
@@ -326,4 +348,115 @@ fn e_stop_racing_a_rotation_joins_everything() {
         assert_eq!(container.live() + generation.live(), 0);
         assert!(container.is_closed() && generation.is_closed());
     });
+}
+
+/// A waker that raises a flag, for a joiner that polls by hand. A std atomic, as the other
+/// test signals: loom runs one thread at a time, so it is sequentially consistent, and it
+/// orders nothing loom tracks (the slot's write and read are ordered by the scope alone).
+/// A loom `AtomicBool` stored from inside a waker's `wake` read back `false` in loom 0.7.
+struct FlagWaker(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for FlagWaker {
+    fn wake(self: StdArc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One task inside `scope` writes its slot, leaves, and says it is done, while the main thread
+/// closes the scope and joins it by polling by hand: after each `Pending` it waits for a wake,
+/// and if the task has finished and no wake came since that poll, the wake-up was lost. The
+/// smallest shape in which each scope mutant shows, and the lost wake-up is a plain assertion
+/// (loom's own deadlock report, raised from a spawned thread while the main thread waits in a
+/// loom future, aborts the test process).
+fn one_holder_joined(scope: Scope) {
+    let slot = StdArc::new(Slot::new());
+    let done = StdArc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = enter(&scope);
+    let holder = {
+        let slot = slot.clone();
+        let done = done.clone();
+        thread::spawn(move || {
+            slot.write(1);
+            drop(guard);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    scope.close();
+    let flag = StdArc::new(FlagWaker(std::sync::atomic::AtomicBool::new(false)));
+    let waker = std::task::Waker::from(flag.clone());
+    let mut joining = std::pin::pin!(scope.join());
+    loop {
+        let polled = joining
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        if polled.is_ready() {
+            break;
+        }
+        loop {
+            if flag.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            // Read `done` before looking at the flag again: a wake comes before `done`.
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(
+                    flag.0.swap(false, std::sync::atomic::Ordering::SeqCst),
+                    "lost wakeup: the scope is done, and the pending join was never woken"
+                );
+                break;
+            }
+            thread::yield_now();
+        }
+    }
+    assert_eq!(slot.read(), 1, "joined early");
+    join(holder);
+}
+
+/// The unmutated scope passes the shape the mutants below fail.
+#[test]
+fn f_one_holder_joined() {
+    explore("f (one holder, close racing, joined by hand)", || {
+        one_holder_joined(Scope::named("f"))
+    });
+}
+
+/// A `Relaxed` leave publishes nothing: a join that reads the final count on its fast path
+/// returns without synchronizing with the task's write, and loom reports the data race.
+#[test]
+fn g_mutant_relaxed_leave_is_a_race() {
+    let (n, message) = caught("g (mutant: relaxed leave)", || {
+        one_holder_joined(Scope::planted("g", ScopeMutant::RelaxedLeave))
+    });
+    assert!(
+        message.contains("Causality violation"),
+        "not a data race: {message}"
+    );
+    assert!(n > 1, "found on the first schedule: no search was needed");
+}
+
+/// Without the re-check under the lock, the last guard can leave between the join's check and
+/// its registration: the wake finds no waker and the joiner would sleep for good.
+#[test]
+fn h_mutant_no_recheck_under_the_lock_loses_the_wakeup() {
+    let (n, message) = caught("h (mutant: no re-check under the lock)", || {
+        one_holder_joined(Scope::planted("h", ScopeMutant::NoRecheckUnderLock))
+    });
+    assert!(
+        message.starts_with("lost wakeup"),
+        "not a lost wakeup: {message}"
+    );
+    assert!(n > 1, "found on the first schedule: no search was needed");
+}
+
+/// A last guard that wakes the joiners before it leaves: the woken joiner still counts it,
+/// registers again, and the leave that follows wakes nobody. loom's first schedule already
+/// runs into it (the joiner re-polls between the wake and the leave).
+#[test]
+fn i_mutant_wake_before_leave_loses_the_wakeup() {
+    let (_, message) = caught("i (mutant: wake before the leave)", || {
+        one_holder_joined(Scope::planted("i", ScopeMutant::WakeBeforeLeave))
+    });
+    assert!(
+        message.starts_with("lost wakeup"),
+        "not a lost wakeup: {message}"
+    );
 }

@@ -80,10 +80,13 @@ fn stop_during_rotating() {
         exit: ReaderExit::Cancelled,
     });
     assert!(t.m.is_stopped());
-    // Absorbing: nothing moves it, nothing comes out.
+    // Absorbing: nothing moves it, nothing comes out (`record` drains and counts every
+    // command after each step, so the count is what those two steps emitted).
+    let before = t.commands;
     t.at(104).on(Event::ContainerStarted);
     t.at(105).on(Event::RotationDue);
-    assert_eq!(t.m.poll_command(), None);
+    assert_eq!(t.commands, before, "a stopped machine emitted a command");
+    assert!(t.m.is_stopped());
     insta::assert_snapshot!("stop_during_rotating", t.text);
 }
 
@@ -131,10 +134,7 @@ fn clean_end_on_a_running_container_backs_off() {
     t.at(5).frame(1, Stream::Stdout, 5, b"a\n");
     // The daemon ends the stream although the container runs: no tight loop.
     for (g, ms) in [(1, 10), (2, 30), (3, 60)] {
-        t.at(ms).on(Event::EndOfStream {
-            generation: Generation(g),
-            stopped_throughout: false,
-        });
+        t.at(ms).end(Generation(g), false);
         t.at(ms).on(Event::ReaderExited {
             generation: Generation(g),
             exit: ReaderExit::CleanEnd,
@@ -161,10 +161,7 @@ fn container_restart_resumes_from_the_cursor() {
     t.at(5).frame(1, Stream::Stdout, 5, b"before\n");
     t.at(6).frame(1, Stream::Stderr, 6, b"err before\n");
     t.at(10).on(Event::ContainerDied);
-    t.at(11).on(Event::EndOfStream {
-        generation: G1,
-        stopped_throughout: true,
-    });
+    t.at(11).end(G1, true);
     t.at(11).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -174,10 +171,7 @@ fn container_restart_resumes_from_the_cursor() {
     t.at(22).on(Event::StreamOpened { generation: G2 });
     t.at(23).frame(2, Stream::Stdout, 5, b"before\n");
     t.at(23).frame(2, Stream::Stderr, 6, b"err before\n");
-    t.at(24).on(Event::EndOfStream {
-        generation: G2,
-        stopped_throughout: true,
-    });
+    t.at(24).end(G2, true);
     t.at(24).on(Event::ReaderExited {
         generation: G2,
         exit: ReaderExit::CleanEnd,
@@ -258,10 +252,7 @@ fn last_line_without_newline_at_container_exit() {
         "held until the stream ends"
     );
     t.at(7).on(Event::ContainerDied);
-    t.at(8).on(Event::EndOfStream {
-        generation: G1,
-        stopped_throughout: true,
-    });
+    t.at(8).end(G1, true);
     t.at(8).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -274,10 +265,7 @@ fn last_line_without_newline_at_container_exit() {
     t.at(19).on(Event::StreamOpened { generation: G2 });
     t.at(19).frame(2, Stream::Stdout, 5, b"complete\n");
     t.at(19).frame(2, Stream::Stdout, 6, b"no newline");
-    t.at(20).on(Event::EndOfStream {
-        generation: G2,
-        stopped_throughout: true,
-    });
+    t.at(20).end(G2, true);
     t.at(20).on(Event::ReaderExited {
         generation: G2,
         exit: ReaderExit::CleanEnd,
@@ -315,10 +303,7 @@ fn removal_drains_the_reader_then_forgets_the_cursor() {
     t.at(6).on(Event::ContainerDied);
     t.at(7).on(Event::ContainerRemoved);
     t.at(8).frame(1, Stream::Stdout, 7, b"last\n");
-    t.at(9).on(Event::EndOfStream {
-        generation: G1,
-        stopped_throughout: true,
-    });
+    t.at(9).end(G1, true);
     t.at(9).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -487,10 +472,7 @@ fn a_draining_read_answered_as_a_follow_flushes_no_part() {
     let mut t = started();
     t.at(5).frame(1, Stream::Stdout, 1_000, b"o1\n");
     t.at(6).on(Event::ContainerDied);
-    t.at(7).on(Event::EndOfStream {
-        generation: G1,
-        stopped_throughout: false,
-    });
+    t.at(7).end(G1, false);
     t.at(7).on(Event::ReaderExited {
         generation: G1,
         exit: ReaderExit::CleanEnd,
@@ -504,10 +486,7 @@ fn a_draining_read_answered_as_a_follow_flushes_no_part() {
     t.at(21).frame(2, Stream::Stdout, 1_000, b"o1\n");
     t.at(21).frame(2, Stream::Stderr, 500, b"e1\n");
     t.at(22).frame(2, Stream::Stdout, 1_000, b"p1");
-    t.at(23).on(Event::EndOfStream {
-        generation: G2,
-        stopped_throughout: false,
-    });
+    t.at(23).end(G2, false);
     t.at(23).on(Event::ReaderExited {
         generation: G2,
         exit: ReaderExit::CleanEnd,
@@ -523,10 +502,7 @@ fn a_draining_read_answered_as_a_follow_flushes_no_part() {
     t.at(61).frame(3, Stream::Stdout, 1_000, b"p2\n");
     t.at(61).frame(3, Stream::Stderr, 1_100, b"e2\n");
     t.at(61).frame(3, Stream::Stdout, 1_900, b"end");
-    t.at(62).on(Event::EndOfStream {
-        generation: G3,
-        stopped_throughout: true,
-    });
+    t.at(62).end(G3, true);
     t.at(62).on(Event::ReaderExited {
         generation: G3,
         exit: ReaderExit::CleanEnd,

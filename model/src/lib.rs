@@ -51,10 +51,14 @@ pub fn mutant_named(name: &str) -> Option<Mutant> {
 
 /// Every mutant of the model's runtime (its sink and start-up), by the name `capturer-model
 /// check --mutant` takes.
-pub const RUNTIME_MUTANTS: [(&str, RuntimeMutant); 3] = [
+pub const RUNTIME_MUTANTS: [(&str, RuntimeMutant); 4] = [
     ("persist-before-ack", RuntimeMutant::PersistBeforeAck),
     ("no-recovery", RuntimeMutant::NoRecovery),
     ("sync-own-writes-only", RuntimeMutant::SyncOwnWritesOnly),
+    (
+        "unnoticed-heartbeat-exit",
+        RuntimeMutant::UnnoticedHeartbeatExit,
+    ),
 ];
 
 /// The runtime mutant called `name`.

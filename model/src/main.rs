@@ -11,7 +11,8 @@
 //!   --restarts S           container restarts, in all (default 1)
 //!   --daemon-restarts D    daemon restarts (default 1)
 //!   --errors E             reader errors, in all (default 0)
-//!   --ticks T              heartbeat ticks, in all (default 0)
+//!   --ticks T              heartbeat ticks, in all, each half an interval on (default 0)
+//!   --heartbeat-losses L   heartbeats exiting on their own, in all (default 0)
 //!   --removals             a stopped container may be removed
 //!   --capturer-stops C     capturer stops, graceful or crashes (default 1)
 //!   --capturer-restarts C  capturer restarts after a stop, from the checkpoints (default 1)
@@ -29,7 +30,7 @@
 //!   --mutant NAME          the machine's: shared-scope | strictly-greater |
 //!                          whole-second | eager-rotation | trust-resends |
 //!                          trust-draining-end; the runtime's: persist-before-ack |
-//!                          no-recovery | sync-own-writes-only
+//!                          no-recovery | sync-own-writes-only | unnoticed-heartbeat-exit
 //!   --bfs                  breadth first without symmetry (shortest traces, more states)
 //!   --product              interleave the containers' steps in every order (a product)
 //!                          instead of running them one after the other
@@ -78,6 +79,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--daemon-restarts" => b.daemon_restarts = number(value()?)?,
             "--errors" => b.reader_errors = number(value()?)?,
             "--ticks" => b.ticks = number(value()?)?,
+            "--heartbeat-losses" => b.heartbeat_losses = number(value()?)?,
             "--removals" => b.removals = true,
             "--capturer-restarts" => b.capturer_restarts = number(value()?)?,
             "--capturer-stops" => b.capturer_stops = number(value()?)?,
@@ -139,7 +141,7 @@ fn check(cli: &Cli) -> bool {
     let b = &cli.bounds;
     println!(
         "bounds: {} containers, {} log entries each, {} rotation(s), {} container restart(s), \
-         {} daemon restart(s), {} reader error(s), {} tick(s), removals {}, {} capturer stop(s) and {} restart(s), \
+         {} daemon restart(s), {} reader error(s), {} tick(s), {} heartbeat loss(es), removals {}, {} capturer stop(s) and {} restart(s), \
          {} frame(s) in flight, {} re-send(s), {} early end(s), {} birth(s), {} crash(es), \
          {} sink tick(s); mutant {:?}, runtime mutant {:?}, {} discovery; {:?}, {} thread(s), {}",
         b.containers,
@@ -149,6 +151,7 @@ fn check(cli: &Cli) -> bool {
         b.daemon_restarts,
         b.reader_errors,
         b.ticks,
+        b.heartbeat_losses,
         b.removals,
         b.capturer_stops,
         b.capturer_restarts,
@@ -308,6 +311,7 @@ mod tests {
             ("--daemon-restarts", b.daemon_restarts.to_string()),
             ("--errors", b.reader_errors.to_string()),
             ("--ticks", b.ticks.to_string()),
+            ("--heartbeat-losses", b.heartbeat_losses.to_string()),
             ("--capturer-stops", b.capturer_stops.to_string()),
             ("--capturer-restarts", b.capturer_restarts.to_string()),
             ("--in-flight", b.in_flight.to_string()),

@@ -8,10 +8,14 @@
 //! machine's), and what reached the sink. Every action is one thing happening in the world; the
 //! machine reacts, and every command it emits is carried out at once, as the runtime does.
 //!
-//! Time: every event is fed at [`NOW`]. A deadline passing is its own action, which calls
-//! `handle_timeout` with the deadline the machine reports. Only one deadline is ever armed (the
-//! rotation while a reader is live, the backoff while none is), so nothing else about time can
-//! influence the machine: the state space stays finite and every path is a real schedule.
+//! Time: each container has a clock ([`Container::now`]) that starts at [`NOW`] and moves only
+//! forward, in two kinds of step: a deadline passing (its own action, which moves the clock to
+//! the deadline the machine reports and calls `handle_timeout` there), and a heartbeat tick,
+//! which comes [`TICK`] after the previous moment (half the heartbeat interval, so that a tick
+//! may find a stream active within the interval, and skip its inspect as the runtime does when
+//! `wants_heartbeat_tick` says so, or quiet for a whole interval: stalled). Every other event
+//! happens at the clock's current moment. Both steps are budgeted, so the state space stays
+//! finite, and every path is a real schedule.
 
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -26,8 +30,11 @@ use stateright::{Model, Property};
 
 use crate::log::{canonical_log, meaning, rel, Entry, LogLine, Meaning, SinceRule, BASE};
 
-/// The instant every event is fed at; deadlines are reached only through `handle_timeout`.
+/// The moment every container's clock starts at.
 pub const NOW: Instant = Instant(0);
+
+/// How far a heartbeat tick moves a container's clock: half the heartbeat interval.
+pub const TICK: Duration = Duration::from_secs(15);
 
 /// The first backoff; the second failure in a row waits twice as long.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
@@ -50,6 +57,9 @@ pub struct Bounds {
     pub reader_errors: u8,
     /// Heartbeat ticks.
     pub ticks: u8,
+    /// Heartbeats that exit on their own (a panic, a closed channel): the machine must notice
+    /// and start another.
+    pub heartbeat_losses: u8,
     /// Whether a stopped container may be removed.
     pub removals: bool,
     /// Capturer stops (each stops every machine). A stop can always happen, so every complete
@@ -97,6 +107,7 @@ impl Default for Bounds {
             daemon_restarts: 1,
             reader_errors: 0,
             ticks: 0,
+            heartbeat_losses: 0,
             removals: false,
             capturer_stops: 1,
             capturer_restarts: 1,
@@ -147,6 +158,10 @@ pub enum RuntimeMutant {
     /// cache only; the start-up resumes past them, and a tick that persists that cursor
     /// without an fsync leaves it past records a power loss then erases.
     SyncOwnWritesOnly,
+    /// The heartbeat's join is registered only when it is told to stop (the runtime before
+    /// issue 16): one that exits on its own is never reported, the machine believes it alive
+    /// (no stall is ever detected again), and the stop tells a heartbeat that is gone.
+    UnnoticedHeartbeatExit,
 }
 
 impl Default for Options {
@@ -408,6 +423,14 @@ pub struct Container {
     pub rotation: Rotation,
     /// The first flaw seen.
     pub flaw: Option<Flaw>,
+    /// This container's clock: where the machine's time stands (see the module docs).
+    pub now: Instant,
+    /// A live stream was found stalled by a heartbeat tick (`Report::Stalled`).
+    pub stalled: bool,
+    /// A tick was skipped because `wants_heartbeat_tick` said it could change nothing.
+    pub tick_skipped: bool,
+    /// A heartbeat exited on its own and the machine started another.
+    pub heartbeat_restarted: bool,
     /// The container exists (false for a birth until it is created).
     pub exists: bool,
     /// The capturer knows it: it has a machine for it (listed and admitted, or seen starting).
@@ -430,6 +453,8 @@ pub struct Budget {
     pub reader_errors: u8,
     /// Heartbeat ticks.
     pub ticks: u8,
+    /// Heartbeats exiting on their own.
+    pub heartbeat_losses: u8,
     /// Daemon re-sends.
     pub resends: u8,
     /// Early ends of follow streams.
@@ -490,8 +515,11 @@ pub enum Action {
     ReaderExit(usize, usize),
     /// The machine's deadline (rotation or backoff) passes.
     Deadline(usize),
-    /// The heartbeat inspects the container.
+    /// The heartbeat's next tick: the clock moves on by [`TICK`], and it inspects the
+    /// container unless the machine says the answer could change nothing.
     Tick(usize, usize),
+    /// A live heartbeat exits on its own (a panic, a closed channel) and is joined.
+    HeartbeatLost(usize, usize),
     /// A heartbeat task exits and is joined.
     HeartbeatExit(usize, usize),
     /// The daemon restarts: every stream and request in flight of the container fails.
@@ -544,6 +572,17 @@ impl Notes {
 enum Input {
     Event(Event),
     Timeout(Instant),
+    /// A frame of the reader's stream, through the data path.
+    Frame {
+        generation: Generation,
+        stream: Stream,
+        entry: usize,
+    },
+    /// The reader's stream ended cleanly, through the data path.
+    End {
+        generation: Generation,
+        stopped_throughout: bool,
+    },
 }
 
 impl CaptureModel {
@@ -618,6 +657,11 @@ impl CaptureModel {
             .filter(|&w| !self.meaning.mid_group[w])
             .map(|w| w as u8)
             .collect()
+    }
+
+    /// Whether the log holds a line written in several parts (`--lines 4` and fewer do not).
+    pub fn has_merged_line(&self) -> bool {
+        self.meaning.lines[0].iter().any(|l| l.text == b"p1p2")
     }
 
     /// Whether `s` has no successor.
@@ -1109,12 +1153,12 @@ impl CaptureModel {
                     let what = if again { "re-sends" } else { "delivers" };
                     format!("c{n} reader {generation} {what} entry #{i}: {e}{skipped}{in_flight}")
                 });
-                let event = Event::Frame {
+                let frame = Input::Frame {
                     generation,
                     stream: e.stream,
-                    bytes: self.frames[i].clone(),
+                    entry: i,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, frame, notes);
             }
             Action::End(c, r) => {
                 let n = name(c);
@@ -1123,11 +1167,11 @@ impl CaptureModel {
                 let generation = reader.generation;
                 let stopped_throughout = !reader.ran;
                 notes.add(|| format!("c{n} reader {generation}: end of stream"));
-                let event = Event::EndOfStream {
+                let end = Input::End {
                     generation,
                     stopped_throughout,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, end, notes);
             }
             Action::ReaderError(c, r) => {
                 let n = name(c);
@@ -1169,11 +1213,11 @@ impl CaptureModel {
                          entr(ies) written but not sent"
                     )
                 });
-                let event = Event::EndOfStream {
+                let end = Input::End {
                     generation,
                     stopped_throughout,
                 };
-                self.feed(st, c, Input::Event(event), notes);
+                self.feed(st, c, end, notes);
             }
             Action::Birth(c) => {
                 let n = name(c);
@@ -1229,6 +1273,7 @@ impl CaptureModel {
                 let Some(t) = k.machine.poll_timeout() else {
                     return;
                 };
+                k.now = k.now.max(t);
                 let what = if k.machine.live_generation().is_some() {
                     st.budget.rotations -= 1;
                     "rotation"
@@ -1246,9 +1291,34 @@ impl CaptureModel {
             Action::Tick(c, _) => {
                 let n = name(c);
                 st.budget.ticks -= 1;
-                let running = st.containers[c].running;
-                notes.add(|| format!("c{n} heartbeat tick: running = {running}"));
-                self.feed(st, c, Input::Event(Event::HeartbeatTick { running }), notes);
+                let k = &mut st.containers[c];
+                k.now = k.now.after(TICK);
+                let running = k.running;
+                let t = k.now.0 / 1_000_000_000;
+                if k.machine.wants_heartbeat_tick(k.now) {
+                    notes.add(|| format!("c{n} heartbeat tick (t = {t}s): running = {running}"));
+                    self.feed(st, c, Input::Event(Event::HeartbeatTick { running }), notes);
+                } else {
+                    notes.add(|| {
+                        format!("c{n} heartbeat tick (t = {t}s): skipped, the stream is active")
+                    });
+                    k.tick_skipped = true;
+                }
+            }
+            Action::HeartbeatLost(c, h) => {
+                let n = name(c);
+                st.budget.heartbeat_losses -= 1;
+                st.containers[c].heartbeats.remove(h);
+                if self.opts.runtime_mutant == Some(RuntimeMutant::UnnoticedHeartbeatExit) {
+                    notes.add(|| format!("c{n} heartbeat exits on its own, unnoticed (mutant)"));
+                    return;
+                }
+                notes.add(|| format!("c{n} heartbeat exits on its own and is joined"));
+                self.feed(st, c, Input::Event(Event::HeartbeatExited), notes);
+                let k = &mut st.containers[c];
+                if !k.heartbeats.is_empty() {
+                    k.heartbeat_restarted = true;
+                }
             }
             Action::HeartbeatExit(c, h) => {
                 let n = name(c);
@@ -1462,9 +1532,33 @@ impl CaptureModel {
         let mut input = Some(input);
         while let Some(next) = input.take() {
             let stopped_before = k.machine.is_stopped();
+            // The data path hands lines to the sink; the model's sink judges each at once.
+            let mut lines: Vec<Line> = Vec::new();
             match next {
-                Input::Event(e) => k.machine.handle(NOW, e),
+                Input::Event(e) => k.machine.handle(k.now, e),
                 Input::Timeout(t) => k.machine.handle_timeout(t),
+                Input::Frame {
+                    generation,
+                    stream,
+                    entry,
+                } => {
+                    let bytes = &self.frames[entry];
+                    k.machine
+                        .handle_frame(k.now, generation, stream, bytes, &mut lines);
+                }
+                Input::End {
+                    generation,
+                    stopped_throughout,
+                } => k
+                    .machine
+                    .handle_end_of_stream(generation, stopped_throughout, &mut lines),
+            }
+            for line in &lines {
+                notes.add(|| format!("    -> {}", show_line(line)));
+                if stopped_before {
+                    flaw(k, Flaw::CommandAfterStop);
+                }
+                self.deliver(k, line);
             }
             while let Some(cmd) = k.machine.poll_command() {
                 notes.add(|| format!("    -> {}", show_command(&cmd)));
@@ -1547,9 +1641,6 @@ impl CaptureModel {
                     Flaw::StrayCommand("StopHeartbeat with no live heartbeat"),
                 ),
             },
-            // The reader hands the line to the sink with the cursor that covers it; the sink
-            // writes it at once (visible to a reader of the file, not yet durable).
-            Command::Emit(line) => self.deliver(k, &line),
             Command::Checkpoint(cursor) => {
                 // The sink persists it at its next tick (it is the machine's cursor, which
                 // `flushed` reads), once the lines before it are durable.
@@ -1570,6 +1661,7 @@ impl CaptureModel {
             Command::Report(Report::UnknownGeneration { event, .. }) => {
                 flaw(k, Flaw::StrayReport(event));
             }
+            Command::Report(Report::Stalled { .. }) => k.stalled = true,
             Command::Report(_) => {}
         }
     }
@@ -1714,8 +1806,13 @@ impl CaptureModel {
         for (i, h) in k.heartbeats.iter().enumerate() {
             if h.stopping {
                 actions.push(Action::HeartbeatExit(c, i));
-            } else if budget.ticks > 0 {
-                actions.push(Action::Tick(c, i));
+            } else {
+                if budget.ticks > 0 {
+                    actions.push(Action::Tick(c, i));
+                }
+                if budget.heartbeat_losses > 0 {
+                    actions.push(Action::HeartbeatLost(c, i));
+                }
             }
         }
         if k.acking {
@@ -1828,6 +1925,17 @@ fn show_cursor(c: &Cursor) -> String {
     )
 }
 
+/// A line the data path handed to the sink (the reader hands it with the cursor that covers
+/// it; the sink writes it at once: visible to a reader of the file, not yet durable).
+fn show_line(line: &Line) -> String {
+    format!(
+        "Emit({} \"{}\" @{})",
+        line.stream,
+        String::from_utf8_lossy(&line.message),
+        rel(line.ts)
+    )
+}
+
 fn show_command(cmd: &Command) -> String {
     match cmd {
         Command::OpenStream { generation, since } => {
@@ -1836,12 +1944,6 @@ fn show_command(cmd: &Command) -> String {
         Command::CancelReader { generation, reason } => {
             format!("CancelReader({generation}, {reason:?})")
         }
-        Command::Emit(line) => format!(
-            "Emit({} \"{}\" @{})",
-            line.stream,
-            String::from_utf8_lossy(&line.message),
-            rel(line.ts)
-        ),
         Command::Checkpoint(c) => format!("Checkpoint{}", show_cursor(c)),
         other => format!("{other:?}"),
     }
@@ -1918,6 +2020,10 @@ impl Model for CaptureModel {
             lost_on_crash: false,
             rotation: Rotation::Done,
             flaw: None,
+            now: NOW,
+            stalled: false,
+            tick_skipped: false,
+            heartbeat_restarted: false,
             exists: !born,
             admitted: false,
             ended_early: false,
@@ -1960,6 +2066,7 @@ impl Model for CaptureModel {
                         restarts: b.restarts,
                         reader_errors: b.reader_errors,
                         ticks: b.ticks,
+                        heartbeat_losses: b.heartbeat_losses,
                         resends: b.resends,
                         early_ends: b.early_ends,
                     },
@@ -2050,6 +2157,10 @@ impl Model for CaptureModel {
                 || (name == names::BORN_WHILE_DOWN_READ && b.births == 0)
                 || ((name == names::CRASH_LOST || name == names::CRASH_OUTPUT_AHEAD)
                     && b.crashes == 0)
+                || ((name == names::STALL_ROTATED || name == names::TICK_SKIPPED) && b.ticks < 2)
+                || (name == names::HEARTBEAT_RESTARTED && b.heartbeat_losses == 0)
+                || (name == names::PARTIAL_MERGED && !self.has_merged_line())
+                || (name == names::RESUME_AFTER_RESTART && b.restarts == 0)
         };
         properties().into_iter().filter(|p| !off(p.name)).collect()
     }
@@ -2078,7 +2189,8 @@ fn once_in_order(k: &Container) -> bool {
 /// Property names, for tests and reports.
 pub mod names {
     /// `check_invariants` holds for every machine (invariants 1 to 6, from the machine's books).
-    pub const INVARIANTS: &str = "invariants 1-6 hold in every machine (check_invariants)";
+    pub const INVARIANTS: &str =
+        "the machine's invariants hold (check_invariants; 1, 2, 4, 5 are its types)";
     /// World: at most one reader task per container; g+1 spawned only after g was joined.
     pub const ONE_READER: &str = "1-2: at most one live reader task per container";
     /// World: the rotation never waits on the heartbeat.
@@ -2132,6 +2244,16 @@ pub mod names {
         "8: the persisted cursor never runs ahead of the durable output";
     /// Sometimes: a power loss erased written records (the start-up must read them again).
     pub const CRASH_LOST: &str = "a crash erases written lines (a power loss)";
+    /// Sometimes: a tick found a live stream quiet for an interval, and the machine rotated it.
+    pub const STALL_ROTATED: &str = "a stream quiet for a heartbeat interval is found stalled";
+    /// Sometimes: a tick was skipped because the stream was active within the interval.
+    pub const TICK_SKIPPED: &str = "a tick skips its inspect while the stream is active";
+    /// Sometimes: a heartbeat exited on its own and another was started.
+    pub const HEARTBEAT_RESTARTED: &str = "a heartbeat that exited on its own is restarted";
+    /// Sometimes: exactly-once is judged, and holds, at rest after a capturer restart (without
+    /// one, every history would end with the capturer stopped, where it is not judged).
+    pub const EXACTLY_ONCE_JUDGED: &str =
+        "exactly once is judged: at rest after a capturer restart, every line once";
     /// Sometimes: after a crash the output is past the persisted cursor (the start-up must
     /// resume from the output).
     pub const CRASH_OUTPUT_AHEAD: &str =
@@ -2154,7 +2276,7 @@ pub type Check = fn(&CaptureModel, &Container) -> bool;
 
 /// Every property: its name, its kind and its check on one container. The system's property is
 /// the check over every container (for `sometimes`, over some container).
-pub const PROPERTIES: [(&str, Kind, Check); 26] = [
+pub const PROPERTIES: [(&str, Kind, Check); 30] = [
     (names::INVARIANTS, Kind::Always, |_, k| {
         k.machine.check_invariants().is_ok()
     }),
@@ -2248,6 +2370,14 @@ pub const PROPERTIES: [(&str, Kind, Check); 26] = [
     (names::CRASH_OUTPUT_AHEAD, Kind::Sometimes, |m, k| {
         k.capturer == Capturer::Down && m.output_ahead(k)
     }),
+    (names::STALL_ROTATED, Kind::Sometimes, |_, k| k.stalled),
+    (names::TICK_SKIPPED, Kind::Sometimes, |_, k| k.tick_skipped),
+    (names::HEARTBEAT_RESTARTED, Kind::Sometimes, |_, k| {
+        k.heartbeat_restarted
+    }),
+    (names::EXACTLY_ONCE_JUDGED, Kind::Sometimes, |m, k| {
+        k.relists > 0 && m.is_quiescent(k) && m.all_delivered(k)
+    }),
 ];
 
 /// Property `P` holds for every container (done ones by their summary).
@@ -2306,5 +2436,9 @@ fn properties() -> Vec<Property<CaptureModel>> {
         property!(23),
         property!(24),
         property!(25),
+        property!(26),
+        property!(27),
+        property!(28),
+        property!(29),
     ]
 }

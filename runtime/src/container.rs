@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use capturer_core::poke::Poke;
 use capturer_core::scope::Scope;
 use capturer_core::ContainerMachine;
 
@@ -19,8 +20,12 @@ pub struct Shared {
     pub encoder: LineEncoder,
     /// Its lifecycle machine: the supervisor feeds lifecycle events, the live reader frames.
     machine: Mutex<ContainerMachine>,
-    /// The container lifecycle: the heartbeat.
-    pub heartbeat_scope: Scope,
+    /// Raised by a reader that left work in the machine; taken by the supervisor before it
+    /// drives the machine (`capturer_core::poke`: no wake-up lost, one id in flight at most).
+    pub poke: Poke,
+    /// The current heartbeat's scope: one per heartbeat task, joined from its start, so that
+    /// one exiting on its own is noticed (the machine then starts another).
+    pub heartbeat_scope: Mutex<Option<Scope>>,
     /// The current reader generation's scope.
     pub reader_scope: Mutex<Option<Scope>>,
 }
@@ -33,7 +38,8 @@ impl Shared {
             encoder: LineEncoder::new(&meta),
             meta,
             machine: Mutex::new(machine),
-            heartbeat_scope: Scope::named("heartbeat"),
+            poke: Poke::new(),
+            heartbeat_scope: Mutex::new(None),
             reader_scope: Mutex::new(None),
         }
     }
@@ -46,12 +52,21 @@ impl Shared {
 
     /// Live reader tasks (from the generation scope, not from the machine's accounts).
     pub fn live_readers(&self) -> usize {
-        self.reader_scope
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, Scope::live)
+        live(&self.reader_scope)
     }
+
+    /// Live heartbeat tasks (from the heartbeat's scope, not from the machine's accounts).
+    pub fn live_heartbeats(&self) -> usize {
+        live(&self.heartbeat_scope)
+    }
+}
+
+/// The tasks alive in the scope held in `slot`, if any.
+fn live(slot: &Mutex<Option<Scope>>) -> usize {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(0, Scope::live)
 }
 
 /// Every container being captured, for the metrics and debug endpoints.

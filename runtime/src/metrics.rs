@@ -166,7 +166,7 @@ fn prometheus(m: &Metrics, registry: &Registry) -> String {
     for shared in registry.lock().unwrap_or_else(|e| e.into_inner()).values() {
         phases[shared.machine().phase() as usize] += 1;
         readers += shared.live_readers();
-        heartbeats += shared.heartbeat_scope.live();
+        heartbeats += shared.live_heartbeats();
     }
     let alive = tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks());
     let mut s = String::new();
@@ -306,7 +306,7 @@ fn debug_tasks(registry: &Registry) -> String {
                 "generation": m.generation().0,
                 "tasks": {
                     "reader": shared.live_readers(),
-                    "heartbeat": shared.heartbeat_scope.live(),
+                    "heartbeat": shared.live_heartbeats(),
                 },
                 "machine_tasks": { "reader": tasks.readers, "heartbeat": tasks.heartbeats },
                 "invariants": match m.check_invariants() {

@@ -369,7 +369,9 @@ impl Reader {
             // The supervisor arms its timers from the machine's deadline when it drives it.
             let waiting = m.has_commands() || m.poll_timeout() != deadline;
             drop(m);
-            if waiting {
+            // Only the first poke since the supervisor took the last one sends the id: the
+            // channel holds at most one per container (see `capturer_core::poke`).
+            if waiting && self.shared.poke.raise() {
                 let _ = self.poke.send(self.shared.id.clone());
             }
         }

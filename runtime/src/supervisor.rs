@@ -146,8 +146,8 @@ impl Supervisor {
             ..Config::default()
         };
         let (ticks_tx, ticks) = mpsc::channel(256);
-        // Unbounded, so that no poke is lost: a reader pokes at most once per read, and only
-        // when its machine has commands or a new deadline (a few per generation).
+        // Unbounded, so that no poke is lost, and bounded all the same: a container's `Poke`
+        // lets one id at a time into it (`capturer_core::poke`).
         let (poke_tx, pokes) = mpsc::unbounded_channel();
         let seed = clock::wall_now().0 | 1;
         Ok(Supervisor {
@@ -244,7 +244,13 @@ impl Supervisor {
                 Some(tick) = self.ticks.recv() => {
                     self.feed(&tick.id, Event::HeartbeatTick { running: tick.running }).await;
                 }
-                Some(id) = self.pokes.recv() => self.drive(&id).await,
+                Some(id) = self.pokes.recv() => {
+                    // Take the poke BEFORE driving: work a reader leaves after this pokes again.
+                    if let Some(entry) = self.containers.get(&id) {
+                        entry.shared.poke.take();
+                    }
+                    self.drive(&id).await
+                }
                 _ = sleep_until(timer) => self.fire_timers().await,
             }
         }
@@ -678,10 +684,16 @@ impl Supervisor {
                 }
             }
             Command::StartHeartbeat => {
-                let Some(guard) = shared.heartbeat_scope.enter() else {
-                    tracing::warn!(container = %id, "heartbeat scope already closed; not restarted");
-                    return;
-                };
+                // A scope per heartbeat task, closed at once and joined from the start: its
+                // exit is seen whether it was told to stop or ended on its own (a panic, the
+                // ticks channel gone), and then the machine starts another.
+                let scope = Scope::named("heartbeat");
+                let Some(guard) = scope.enter() else { return };
+                scope.close();
+                *shared
+                    .heartbeat_scope
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(scope.clone());
                 let cancel = CancellationToken::new();
                 tokio::spawn(heartbeat::run(
                     guard,
@@ -695,34 +707,17 @@ impl Supervisor {
                 if let Some(entry) = self.containers.get_mut(&id) {
                     entry.heartbeat = Some(cancel);
                 }
-            }
-            Command::StopHeartbeat => {
-                if let Some(cancel) = self.containers.get(&id).and_then(|e| e.heartbeat.as_ref()) {
-                    cancel.cancel();
-                }
-                shared.heartbeat_scope.close();
-                let join = shared.heartbeat_scope.join();
+                let join = scope.join();
                 self.joins.push(Box::pin(async move {
                     join.await;
                     Joined::Heartbeat { id }
                 }));
             }
-            Command::Emit(line) => {
-                // Lines come out of the data path; a lifecycle event never emits one. Should
-                // one appear, it is written all the same rather than lost.
-                tracing::warn!(container = %id, "a line came out of a lifecycle event");
-                let mut bytes = Vec::new();
-                let message = capturer_core::Message {
-                    stream: line.stream,
-                    ts: line.ts,
-                    ts_text: line.ts_text.as_bytes(),
-                    body: &line.message,
-                    truncated: line.truncated,
-                };
-                shared.encoder.encode(&mut bytes, &message, line.pos);
-                let cursor = shared.machine().cursor().clone();
-                let never = CancellationToken::new();
-                let _ = self.sink.batch(id, bytes, cursor, &never).await;
+            Command::StopHeartbeat => {
+                // Its exit comes back through the join registered at its start.
+                if let Some(cancel) = self.containers.get(&id).and_then(|e| e.heartbeat.as_ref()) {
+                    cancel.cancel();
+                }
             }
             Command::Checkpoint(cursor) => {
                 self.sink.control(SinkMsg::Checkpoint { id, cursor });
@@ -780,7 +775,7 @@ impl Supervisor {
                 name = %entry.shared.meta.name,
                 state = %m.phase(),
                 readers = entry.shared.live_readers(),
-                heartbeats = entry.shared.heartbeat_scope.live(),
+                heartbeats = entry.shared.live_heartbeats(),
                 machine_readers = tasks.readers,
                 machine_heartbeats = tasks.heartbeats,
                 "still alive at the stop deadline"

@@ -20,6 +20,8 @@ pub struct Trace {
     pub lines: Vec<Line>,
     /// Every cursor checkpointed, in order.
     pub checkpoints: Vec<Cursor>,
+    /// How many commands came out, in all.
+    pub commands: usize,
 }
 
 /// The configuration the traces use: short intervals, a visible backoff, no jitter.
@@ -61,6 +63,7 @@ impl Trace {
             text: String::new(),
             lines: Vec::new(),
             checkpoints: Vec::new(),
+            commands: 0,
         }
     }
 
@@ -74,16 +77,40 @@ impl Trace {
     pub fn on(&mut self, event: Event) -> &mut Trace {
         let label = describe_event(&event);
         self.m.handle(self.now, event);
-        self.record(&label)
+        self.record(&label, Vec::new())
     }
 
-    /// Feeds a frame of `generation` on `stream`.
+    /// Feeds a frame of `generation` on `stream`, through the data path.
     pub fn frame(&mut self, g: u64, stream: Stream, ns: u64, payload: &[u8]) -> &mut Trace {
-        self.on(Event::Frame {
-            generation: Generation(g),
-            stream,
-            bytes: frame(ns, payload),
-        })
+        self.bytes(Generation(g), stream, &frame(ns, payload))
+    }
+
+    /// Feeds the raw bytes of one frame of `generation` on `stream`, through the data path.
+    pub fn bytes(&mut self, generation: Generation, stream: Stream, bytes: &[u8]) -> &mut Trace {
+        let (ts, payload) = match capturer_core::frame::split_timestamp(bytes) {
+            Ok(s) => (String::from_utf8_lossy(s.ts_text).into_owned(), s.payload),
+            Err(_) => ("<bad>".to_owned(), bytes),
+        };
+        let label = format!("Frame {generation} {stream} {ts} {}", short(payload));
+        let mut sunk = Vec::new();
+        self.m
+            .handle_frame(self.now, generation, stream, bytes, &mut sunk);
+        self.record(&label, sunk)
+    }
+
+    /// The stream of `generation` ends cleanly, through the data path; `stopped_throughout`
+    /// as the runtime would find it.
+    pub fn end(&mut self, generation: Generation, stopped_throughout: bool) -> &mut Trace {
+        let ran = if stopped_throughout {
+            ""
+        } else {
+            " (the container ran during the read)"
+        };
+        let label = format!("EndOfStream {generation}{ran}");
+        let mut sunk = Vec::new();
+        self.m
+            .handle_end_of_stream(generation, stopped_throughout, &mut sunk);
+        self.record(&label, sunk)
     }
 
     /// Fires the pending deadline, moving the clock to it.
@@ -91,20 +118,25 @@ impl Trace {
         let deadline = self.m.poll_timeout().expect("a deadline is armed");
         self.now = deadline;
         self.m.handle_timeout(deadline);
-        self.record("deadline passes")
+        self.record("deadline passes", Vec::new())
     }
 
-    fn record(&mut self, label: &str) -> &mut Trace {
+    /// Writes down one step: the lines its data path handed to the sink, then every command.
+    fn record(&mut self, label: &str, sunk: Vec<Line>) -> &mut Trace {
         self.m
             .check_invariants()
             .expect("invariants hold after every step");
         let _ = writeln!(self.text, "{:>5}ms  {label}", self.now.0 / 1_000_000);
+        for l in sunk {
+            self.commands += 1;
+            let _ = writeln!(self.text, "           -> {}", describe_line(&l));
+            self.lines.push(l);
+        }
         while let Some(c) = self.m.poll_command() {
+            self.commands += 1;
             let _ = writeln!(self.text, "           -> {}", describe_command(&c));
-            match c {
-                Command::Emit(line) => self.lines.push(line),
-                Command::Checkpoint(cursor) => self.checkpoints.push(cursor),
-                _ => {}
+            if let Command::Checkpoint(cursor) = c {
+                self.checkpoints.push(cursor);
             }
         }
         let tasks = self.m.live_tasks();
@@ -145,32 +177,21 @@ fn short(bytes: &[u8]) -> String {
 
 fn describe_event(e: &Event) -> String {
     match e {
-        Event::Frame {
-            generation,
-            stream,
-            bytes,
-        } => {
-            let (ts, payload) = match capturer_core::frame::split_timestamp(bytes) {
-                Ok(s) => (String::from_utf8_lossy(s.ts_text).into_owned(), s.payload),
-                Err(_) => ("<bad>".to_owned(), &bytes[..]),
-            };
-            format!("Frame {generation} {stream} {ts} {}", short(payload))
-        }
         Event::StreamOpened { generation } => format!("StreamOpened {generation}"),
-        Event::EndOfStream {
-            generation,
-            stopped_throughout,
-        } => {
-            let ran = if *stopped_throughout {
-                ""
-            } else {
-                " (the container ran during the read)"
-            };
-            format!("EndOfStream {generation}{ran}")
-        }
         Event::ReaderExited { generation, exit } => format!("ReaderExited {generation} {exit:?}"),
         other => format!("{other:?}"),
     }
+}
+
+/// A line the data path handed to the sink (written `Emit`, as the snapshots always were).
+fn describe_line(l: &Line) -> String {
+    format!(
+        "Emit {} {} {}{}",
+        l.stream,
+        l.ts_text,
+        short(&l.message),
+        if l.truncated { " TRUNCATED" } else { "" }
+    )
 }
 
 fn describe_command(c: &Command) -> String {
@@ -181,13 +202,6 @@ fn describe_command(c: &Command) -> String {
         Command::CancelReader { generation, reason } => {
             format!("CancelReader {generation} ({reason:?})")
         }
-        Command::Emit(l) => format!(
-            "Emit {} {} {}{}",
-            l.stream,
-            l.ts_text,
-            short(&l.message),
-            if l.truncated { " TRUNCATED" } else { "" }
-        ),
         Command::Checkpoint(c) => {
             let pos: Vec<String> = c
                 .streams()

@@ -473,13 +473,19 @@ fn lines_tty(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
         line.parts = payload.chunks(part).count();
         let last = payload.len() - (payload.len() - 1) / part * part;
-        if local && line.complete && line.parts > 1 && last >= 1 && next_later {
+        let mut empty_last = false;
+        if local && line.complete && line.parts > 1 && next_later {
             // Sent as an unfinished line of several parts: what the merger must still join.
             payload.pop();
             line.complete = false;
+            // A last part that held only the `\n` is still sent, empty (measured: a full
+            // part ending in `\r`, then `<ts> ` and nothing, then the next message).
+            empty_last = last == 1;
         }
         let ts = line.ts.to_string();
-        for p in payload.chunks(part) {
+        let empty: &[u8] = &[];
+        let parts = payload.chunks(part).chain(empty_last.then_some(empty));
+        for p in parts {
             bytes.extend_from_slice(ts.as_bytes());
             bytes.push(b' ');
             bytes.extend_from_slice(p);

@@ -5,8 +5,8 @@
 //! path ([`ContainerMachine::handle_frame`], [`ContainerMachine::handle_end_of_stream`]) next to
 //! [`ContainerMachine::handle`]. After every step: no panic, [`ContainerMachine::check_invariants`],
 //! the cursor never moves back, lines come out of a stream in timestamp order and never before
-//! the start, nothing comes out of a stopped machine, the data path and `handle` agree, and a due
-//! deadline is consumed by `handle_timeout`.
+//! the start, nothing comes out of a stopped machine, and a due deadline is consumed by
+//! `handle_timeout`.
 //!
 //! **Differential** (the rest): a [`World`] holds a container that writes a log (two streams,
 //! timestamps never decreasing within a stream, equal-timestamp groups, disorder across the
@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use capturer_core::{
-    Backoff, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation, Instant, Line,
-    Mutant, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
+    Backoff, CancelReason, Command, Config, ContainerMachine, Cursor, Event, Flow, Generation,
+    Instant, Line, Mutant, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
 };
 
 use super::reference::{self, Delivered, Entry, SinceFilter, SinceRule};
@@ -292,11 +292,13 @@ fn nonsense_step(u: &mut Unstructured<'_>, m: &ContainerMachine) -> arbitrary::R
             bytes: frame_bytes(u)?,
         },
         4 => Step::DataEnd(pick_generation(u, m)?, u.arbitrary()?),
-        5 => Step::Event(Event::Frame {
+        // Once `handle`'s own frame and end of stream, checked against the data path; the
+        // data path is now the only one, and the choices keep their bytes.
+        5 => Step::DataFrame {
             generation: pick_generation(u, m)?,
             stream: Stream::arbitrary(u)?,
             bytes: frame_bytes(u)?,
-        }),
+        },
         6 => Step::Event(Event::ReaderExited {
             generation: pick_generation(u, m)?,
             exit: ReaderExit::arbitrary(u)?,
@@ -304,10 +306,7 @@ fn nonsense_step(u: &mut Unstructured<'_>, m: &ContainerMachine) -> arbitrary::R
         7 => Step::Event(Event::StreamOpened {
             generation: pick_generation(u, m)?,
         }),
-        8 => Step::Event(Event::EndOfStream {
-            generation: pick_generation(u, m)?,
-            stopped_throughout: u.arbitrary()?,
-        }),
+        8 => Step::DataEnd(pick_generation(u, m)?, u.arbitrary()?),
         _ => Step::Event(match u.int_in_range(0..=6u8)? {
             0 => Event::ContainerStarted,
             1 => Event::ContainerDied,
@@ -354,52 +353,7 @@ fn nonsense_run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         let mut sunk: Vec<Line> = Vec::new();
         let mut commands: Vec<Command> = Vec::new();
         match &step {
-            Step::Event(e) => {
-                // `handle` and the data path must agree: run the data path on a twin.
-                let mut twin = m.clone();
-                let twin_lines = match e {
-                    Event::Frame {
-                        generation,
-                        stream,
-                        bytes,
-                    } => {
-                        let mut lines = Vec::new();
-                        twin.handle_frame(now, *generation, *stream, bytes, &mut lines);
-                        Some(lines)
-                    }
-                    Event::EndOfStream {
-                        generation,
-                        stopped_throughout,
-                    } => {
-                        let mut lines = Vec::new();
-                        twin.handle_end_of_stream(*generation, *stopped_throughout, &mut lines);
-                        Some(lines)
-                    }
-                    _ => None,
-                };
-                m.handle(now, e.clone());
-                commands.extend(std::iter::from_fn(|| m.poll_command()));
-                if let Some(twin_lines) = twin_lines {
-                    let (emits, rest): (Vec<_>, Vec<_>) = commands
-                        .iter()
-                        .cloned()
-                        .partition(|c| matches!(c, Command::Emit(_)));
-                    let twin_rest: Vec<_> = std::iter::from_fn(|| twin.poll_command()).collect();
-                    let twin_emits: Vec<_> = twin_lines.into_iter().map(Command::Emit).collect();
-                    assert_eq!(
-                        emits, twin_emits,
-                        "handle and the data path emit differently for {e:?}"
-                    );
-                    assert_eq!(
-                        rest, twin_rest,
-                        "handle and the data path command differently for {e:?}"
-                    );
-                    assert_eq!(
-                        m, twin,
-                        "handle and the data path leave different states after {e:?}"
-                    );
-                }
-            }
+            Step::Event(e) => m.handle(now, e.clone()),
             Step::DataFrame {
                 generation,
                 stream,
@@ -434,16 +388,9 @@ fn nonsense_run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
         for c in &commands {
             trace!("  -> {c:?}");
-            if let Command::Emit(l) = c {
-                check_line(&mut emitted, start, l);
-            }
             watch.command(&m, c, was_stopped);
         }
-        fire_due(&mut m, now, &mut watch, &mut |c| {
-            if let Command::Emit(l) = c {
-                panic!("a timeout emitted {l:?}");
-            }
-        });
+        fire_due(&mut m, now, &mut watch, &mut |_| {});
     }
     Ok(())
 }
@@ -494,8 +441,8 @@ enum Action {
     Advance { ms: u16 },
     /// The daemon answers the live reader's request with 200.
     Open,
-    /// The live reader forwards up to `n % 8 + 1` entries, through `handle` if bit 0 of `via`
-    /// is set, else the data path. If `via` is [`RESEND_MARK`] (bit 0 aside), the daemon first
+    /// The live reader forwards up to `n % 8 + 1` entries, through the data path (bit 0 of
+    /// `via` once chose `handle`). If `via` is [`RESEND_MARK`] (bit 0 aside), the daemon first
     /// goes back and queues a re-send, its start picked by `n >> 3` (see `World::resend`).
     Send { n: u8, via: u8 },
     /// The live reader's request or stream fails.
@@ -503,8 +450,9 @@ enum Action {
     /// The live reader exits as it must: after its clean end, or because it was told to stop.
     Exit,
     /// The daemon ends the live stream cleanly (the container stopped and all was sent, or a
-    /// daemon restart while it runs).
-    CleanEnd { via_event: bool },
+    /// daemon restart while it runs). `_via_event` once chose `handle` over the data path; the
+    /// data path is the only one now, and the field stays so that committed inputs decode.
+    CleanEnd { _via_event: bool },
     /// The container stops.
     Stop,
     /// The container starts (or the runtime hears of it again).
@@ -542,6 +490,8 @@ struct Reader {
     ran: bool,
     /// The log entries it sent, in order (re-sends not counted again).
     sent: Vec<usize>,
+    /// The machine delivered a new line while it was the live reader.
+    delivered: bool,
     /// A re-send under way: the entries the daemon sends again before it goes on.
     replay: VecDeque<usize>,
 }
@@ -655,6 +605,9 @@ impl World {
             trace!("  -> sink {l:?}");
             check_line(&mut self.emitted, self.start, l);
         }
+        if let (Some(r), false) = (&mut self.reader, sunk.is_empty()) {
+            r.delivered = true;
+        }
         while let Some(c) = self.m.poll_command() {
             trace!("  -> {c:?}");
             self.watch.command(&self.m, &c, was_stopped);
@@ -684,11 +637,21 @@ impl World {
                     ended: false,
                     ran: self.running,
                     sent: Vec::new(),
+                    delivered: false,
                     replay: VecDeque::new(),
                 });
             }
-            Command::CancelReader { generation, .. } => match &mut self.reader {
-                Some(r) if r.generation == generation => r.cancelled = true,
+            Command::CancelReader { generation, reason } => match &mut self.reader {
+                Some(r) if r.generation == generation => {
+                    // Invariant 7, seen from the world: a rotation retires only a generation
+                    // that delivered a new line, or a slow reopen is retired again and again.
+                    assert!(
+                        reason != CancelReason::Rotation || r.delivered,
+                        "a rotation retired g{} before it delivered a line",
+                        generation.0
+                    );
+                    r.cancelled = true;
+                }
                 other => panic!(
                     "cancel of g{} while the world runs reader {other:?}",
                     generation.0
@@ -702,7 +665,6 @@ impl World {
                 assert_eq!(self.hb, Hb::Live, "stop of a heartbeat that is not live");
                 self.hb = Hb::Stopping;
             }
-            Command::Emit(l) => check_line(&mut self.emitted, self.start, &l),
             Command::Forget => panic!("Forget without a removal"),
             Command::Checkpoint(_) | Command::Report(_) => {}
         }
@@ -797,15 +759,8 @@ impl World {
             .filter(|r| r.opened && !r.ended && !r.stopped_reading)
     }
 
-    fn frame(&mut self, generation: Generation, stream: Stream, bytes: Vec<u8>, via_event: bool) {
-        if via_event {
-            self.handle(Event::Frame {
-                generation,
-                stream,
-                bytes,
-            });
-            return;
-        }
+    /// A frame of `generation` through the data path, the one way frames enter the machine.
+    fn frame(&mut self, generation: Generation, stream: Stream, bytes: Vec<u8>) {
         trace!(
             "@{} data frame g{} {stream} {:?}",
             self.now.0,
@@ -827,7 +782,7 @@ impl World {
         self.after(&"handle_frame", was_stopped, sunk);
     }
 
-    fn send(&mut self, n: usize, via_event: bool) {
+    fn send(&mut self, n: usize) {
         for _ in 0..n {
             let Some(r) = self.reading() else { return };
             let generation = r.generation;
@@ -860,7 +815,7 @@ impl World {
                 trace!("re-send of #{i}");
             }
             let e = &self.log[i];
-            self.frame(generation, e.stream, e.frame(), via_event);
+            self.frame(generation, e.stream, e.frame());
         }
     }
 
@@ -930,7 +885,7 @@ impl World {
     }
 
     /// Whether the live reader has sent part of a line whose next part it has not sent.
-    fn clean_end(&mut self, via_event: bool) {
+    fn clean_end(&mut self) {
         let Some(r) = self.reading() else { return };
         if !self.running && self.unsent() {
             // A stopped container's stream ends only once everything was sent.
@@ -945,19 +900,17 @@ impl World {
             // A daemon restart: the log copier starts again, later.
             self.fresh = [true; 2];
         }
-        if via_event {
-            self.handle(Event::EndOfStream {
-                generation,
-                stopped_throughout,
-            });
-        } else {
-            trace!("@{} data end of stream g{}", self.now.0, generation.0);
-            let was_stopped = self.m.is_stopped();
-            let mut sunk = Vec::new();
-            self.m
-                .handle_end_of_stream(generation, stopped_throughout, &mut sunk);
-            self.after(&"handle_end_of_stream", was_stopped, sunk);
-        }
+        self.end_of_stream(generation, stopped_throughout);
+    }
+
+    /// `generation`'s stream ends cleanly, through the data path.
+    fn end_of_stream(&mut self, generation: Generation, stopped_throughout: bool) {
+        trace!("@{} data end of stream g{}", self.now.0, generation.0);
+        let was_stopped = self.m.is_stopped();
+        let mut sunk = Vec::new();
+        self.m
+            .handle_end_of_stream(generation, stopped_throughout, &mut sunk);
+        self.after(&"handle_end_of_stream", was_stopped, sunk);
     }
 
     fn act(&mut self, a: Action) {
@@ -986,7 +939,7 @@ impl World {
                 if via & !1 == RESEND_MARK {
                     self.resend(n >> 3);
                 }
-                self.send(usize::from(n % 8) + 1, via & 1 == 1);
+                self.send(usize::from(n % 8) + 1);
             }
             Action::Fail { bad_frame } => {
                 if self.reader.as_ref().is_some_and(|r| !r.ended) {
@@ -1003,7 +956,7 @@ impl World {
                 Some(r) if r.cancelled || r.stopped_reading => self.exit(ReaderExit::Cancelled),
                 _ => {}
             },
-            Action::CleanEnd { via_event } => self.clean_end(via_event),
+            Action::CleanEnd { .. } => self.clean_end(),
             Action::Stop => {
                 if self.running {
                     self.running = false;
@@ -1047,7 +1000,6 @@ impl World {
                         generation,
                         Stream::Stdout,
                         b"2024-13-01T00:00:00Z garbage\n".to_vec(),
-                        false,
                     );
                 }
             }
@@ -1079,17 +1031,15 @@ impl World {
                 let Some(entry) = self.log.get(usize::from(which) % self.log.len().max(1)) else {
                     return;
                 };
-                Event::Frame {
-                    generation,
-                    stream: entry.stream,
-                    bytes: entry.frame(),
-                }
+                let (stream, bytes) = (entry.stream, entry.frame());
+                self.frame(generation, stream, bytes);
+                return;
             }
             2 => Event::StreamOpened { generation },
-            3 => Event::EndOfStream {
-                generation,
-                stopped_throughout: false,
-            },
+            3 => {
+                self.end_of_stream(generation, false);
+                return;
+            }
             _ => Event::ReaderExited {
                 generation,
                 exit: ReaderExit::Cancelled,
@@ -1120,9 +1070,9 @@ impl World {
                 } else if r.cancelled || r.stopped_reading {
                     self.exit(ReaderExit::Cancelled);
                 } else if !r.replay.is_empty() || r.pos < self.log.len() {
-                    self.send(self.log.len() + r.replay.len(), false);
+                    self.send(self.log.len() + r.replay.len());
                 } else {
-                    self.clean_end(false);
+                    self.clean_end();
                 }
                 ticked = false;
                 continue;

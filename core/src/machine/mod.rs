@@ -1,189 +1,73 @@
 //! The lifecycle of one container's capture: events in, commands out, time passed in.
+//!
+//! The state is a `Lifecycle` whose variants carry their own data
+//! (`lifecycle.rs`), so most invariants hold by construction; [`invariants`] checks the rest.
+
+mod config;
+pub mod invariants;
+mod lifecycle;
+mod phase;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
-use crate::command::{CancelReason, Command, Flow, Line, LineSink, Report};
+use crate::command::{CancelReason, Command, Flow, LineSink, Report};
 use crate::cursor::{Cursor, Verdict};
 use crate::event::{Event, Generation, ReadError, ReaderExit};
 use crate::frame::split_timestamp;
-use crate::invariants::{self, Violation};
-use crate::mutant::{self, Mutant};
-use crate::partial::{Message, Partials, DEFAULT_CAP};
-use crate::rewind::{Rewind, Seen};
+#[cfg(feature = "mutants")]
+use crate::mutant;
+use crate::partial::{Message, Partials};
+use crate::rewind::Seen;
 use crate::stream::Stream;
 use crate::time::Instant;
 
-/// The machine's settings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Config {
-    /// Retire the live stream and reopen it from the cursor this long after it delivered its
-    /// first new line (a generation that delivered nothing is never rotated: see `rotate`).
-    pub rotate_every: Duration,
-    /// A live stream quiet this long while the container runs counts as stalled (longer
-    /// before its first frame, see `stall_limit`).
-    pub heartbeat_every: Duration,
-    /// Waits between reopens.
-    pub backoff: Backoff,
-    /// The longest message; longer lines are cut into messages marked truncated.
-    pub partial_cap: usize,
-    /// A known bug to re-create, for checking the checkers. Never set in production.
-    #[doc(hidden)]
-    pub mutant: Option<Mutant>,
-}
+pub use config::Config;
+pub use invariants::Violation;
+pub use phase::{LiveTasks, Phase};
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            rotate_every: Duration::from_secs(300),
-            heartbeat_every: Duration::from_secs(30),
-            backoff: Backoff::default(),
-            partial_cap: DEFAULT_CAP,
-            mutant: None,
-        }
-    }
-}
-
-/// The state a user sees, in metrics and on the debug endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    /// No reader: not yet opened, waiting out a backoff, or the container is not running.
-    Idle,
-    /// One reader generation is live on the log stream.
-    Streaming,
-    /// The live reader was told to stop; the next opens once its exit is observed.
-    Rotating,
-    /// Terminal: reader and heartbeat joined; nothing is ever spawned again.
-    Stopped,
-}
-
-impl Phase {
-    /// Every phase, in order.
-    pub const ALL: [Phase; 4] = [
-        Phase::Idle,
-        Phase::Streaming,
-        Phase::Rotating,
-        Phase::Stopped,
-    ];
-
-    /// The lowercase name used in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Streaming => "streaming",
-            Phase::Rotating => "rotating",
-            Phase::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Live tasks per lifecycle, as the machine accounts for them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct LiveTasks {
-    /// Reader generations spawned and not yet joined (0 or 1).
-    pub readers: u32,
-    /// Heartbeats spawned and not yet joined (0 or 1).
-    pub heartbeats: u32,
-}
-
-/// The live reader generation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Reader {
-    pub(crate) generation: Generation,
-    /// The daemon answered 200.
-    pub(crate) opened: bool,
-    /// When it last showed life (spawned, opened, or a frame).
-    pub(crate) last_activity: Instant,
-    /// It received at least one frame (new or not): the daemon has found where to start.
-    pub(crate) framed: bool,
-    /// It delivered at least one new line: the stream is healthy, and it made progress.
-    pub(crate) delivered: bool,
-    /// Drops what the daemon sends twice within this generation's stream.
-    pub(crate) rewind: Rewind,
-    /// Its stream ended cleanly (`EndOfStream`); no more frames.
-    pub(crate) ended: bool,
-    /// It was opened once a `die` said the container stopped, and no `start` or other `die`
-    /// came since: its log was complete, so reaching its end means everything was read, once
-    /// the runtime confirms the container stayed stopped throughout the read (`complete`).
-    pub(crate) draining: bool,
-    /// A draining read reached its end, and the container stayed stopped throughout.
-    pub(crate) complete: bool,
-    /// It was told to stop, and why.
-    pub(crate) cancel: Option<CancelReason>,
-}
-
-/// The container's heartbeat lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Heartbeat {
-    NotStarted,
-    Live,
-    Stopping,
-    Joined,
-}
-
-impl Heartbeat {
-    /// Spawned and not yet joined.
-    pub(crate) fn is_alive(self) -> bool {
-        matches!(self, Heartbeat::Live | Heartbeat::Stopping)
-    }
-}
-
-/// Why the machine is heading for Stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum StopCause {
-    /// The capturer shuts down: keep the cursor.
-    Requested,
-    /// The container is gone: forget the cursor.
-    Removed,
-}
+use config::planted;
+use lifecycle::{Capture, Lifecycle, Reader, ReaderSlot, StopCause, Stopping};
 
 /// The capture of one container: a pure, deterministic state machine.
 ///
-/// Feed it [`Event`]s with [`handle`](Self::handle) (or, on the data path,
-/// [`handle_frame`](Self::handle_frame) and [`handle_end_of_stream`](Self::handle_end_of_stream),
-/// which hand lines to a [`LineSink`] without copying), call
-/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout) passes, and
-/// carry out every [`Command`] from [`poll_command`](Self::poll_command).
+/// Feed it [`Event`]s with [`handle`](Self::handle), the live reader's frames with
+/// [`handle_frame`](Self::handle_frame) and its clean end with
+/// [`handle_end_of_stream`](Self::handle_end_of_stream) (the one way lines come out: handed
+/// to a [`LineSink`] without copying), call [`handle_timeout`](Self::handle_timeout) when
+/// [`poll_timeout`](Self::poll_timeout) passes, and carry out every [`Command`] from
+/// [`poll_command`](Self::poll_command).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerMachine {
-    pub(crate) config: Config,
-    /// Whether the container runs, as last learned.
-    pub(crate) running: bool,
-    /// It does not run, and a `die` (not merely an inspect, which may be older than a `start`
-    /// already seen) said so: its log is complete.
-    pub(crate) stop_confirmed: bool,
-    /// There may be lines not yet read: a reader is wanted.
-    pub(crate) needs_read: bool,
-    /// The logging driver cannot be read (501).
-    pub(crate) unreadable: bool,
-    pub(crate) stop: Option<StopCause>,
-    pub(crate) stopped: bool,
-    pub(crate) reader: Option<Reader>,
-    pub(crate) heartbeat: Heartbeat,
-    /// The last generation opened (0: none yet).
-    pub(crate) opened: Generation,
-    /// The last generation whose exit was observed.
-    pub(crate) joined: Generation,
+    config: Config,
+    /// What is known of the container itself.
+    container: Container,
+    /// Where the capture stands, with what exists in that state.
+    lifecycle: Lifecycle,
+    /// The last generation opened (0: none yet); a live reader is this one.
+    opened: Generation,
     /// Failed reads in a row, for the backoff.
-    pub(crate) failures: u32,
+    failures: u32,
     /// Generations retired as stalled before their first frame: each doubles how long the
     /// next one may wait for its first frame (the daemon scans the whole log first).
-    pub(crate) slow_starts: u32,
-    pub(crate) reopen_at: Option<Instant>,
-    pub(crate) rotate_at: Option<Instant>,
-    pub(crate) cursor: Cursor,
-    pub(crate) partials: Partials,
-    pub(crate) out: VecDeque<Command>,
-    /// The first invariant broken at the point of a mutation; reported by `check_invariants`.
-    pub(crate) violation: Option<Violation>,
+    slow_starts: u32,
+    cursor: Cursor,
+    partials: Partials,
+    out: VecDeque<Command>,
+    /// The first invariant broken at the point of a step; reported by `check_invariants`.
+    violation: Option<Violation>,
+}
+
+/// What the machine knows of the container, whatever its lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Container {
+    /// It runs, as last learned.
+    running: bool,
+    /// It does not run, and a `die` (not merely an inspect, which may be older than a `start`
+    /// already seen) said so: its log is complete.
+    stop_confirmed: bool,
+    /// Its logging driver cannot be read (501).
+    unreadable: bool,
 }
 
 impl ContainerMachine {
@@ -193,20 +77,19 @@ impl ContainerMachine {
         let cap = config.partial_cap;
         ContainerMachine {
             config,
-            running: false,
-            stop_confirmed: false,
-            needs_read: false,
-            unreadable: false,
-            stop: None,
-            stopped: false,
-            reader: None,
-            heartbeat: Heartbeat::NotStarted,
+            container: Container {
+                running: false,
+                stop_confirmed: false,
+                unreadable: false,
+            },
+            lifecycle: Lifecycle::Capturing(Capture {
+                reader: ReaderSlot::Idle { reopen_at: None },
+                heartbeat: false,
+                needs_read: false,
+            }),
             opened: Generation(0),
-            joined: Generation(0),
             failures: 0,
             slow_starts: 0,
-            reopen_at: None,
-            rotate_at: None,
             cursor,
             partials: Partials::new(cap),
             out: VecDeque::new(),
@@ -214,13 +97,11 @@ impl ContainerMachine {
         }
     }
 
-    /// The phase a user sees.
+    /// The phase a user sees: a projection of the lifecycle.
     pub fn phase(&self) -> Phase {
-        match &self.reader {
-            _ if self.stopped => Phase::Stopped,
-            Some(r) if r.cancel.is_some() => Phase::Rotating,
-            Some(_) => Phase::Streaming,
-            None => Phase::Idle,
+        match &self.lifecycle {
+            Lifecycle::Stopped(_) => Phase::Stopped,
+            _ => self.reader().map_or(Phase::Idle, Reader::phase),
         }
     }
 
@@ -231,14 +112,19 @@ impl ContainerMachine {
 
     /// The live generation, if a reader is live.
     pub fn live_generation(&self) -> Option<Generation> {
-        self.reader.as_ref().map(|r| r.generation)
+        self.reader().map(|_| self.opened)
     }
 
     /// Tasks spawned and not yet joined, per lifecycle.
     pub fn live_tasks(&self) -> LiveTasks {
+        let heartbeat = match &self.lifecycle {
+            Lifecycle::Capturing(c) => c.heartbeat,
+            Lifecycle::Stopping(s) => s.heartbeat,
+            Lifecycle::Stopped(_) => false,
+        };
         LiveTasks {
-            readers: u32::from(self.reader.is_some()),
-            heartbeats: u32::from(self.heartbeat.is_alive()),
+            readers: u32::from(self.reader().is_some()),
+            heartbeats: u32::from(heartbeat),
         }
     }
 
@@ -254,7 +140,7 @@ impl ContainerMachine {
 
     /// Terminal: everything joined.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        matches!(self.lifecycle, Lifecycle::Stopped(_))
     }
 
     /// Bytes held in partial-line buffers (at most one cap per stream).
@@ -268,35 +154,28 @@ impl ContainerMachine {
     /// inspect (and the tick, which is optional: no outcome depends on it), sparing the daemon
     /// a request per container per interval while logs flow.
     pub fn wants_heartbeat_tick(&self, now: Instant) -> bool {
-        if !self.running || self.heartbeat != Heartbeat::Live {
+        let Lifecycle::Capturing(c) = &self.lifecycle else {
+            return true;
+        };
+        if !self.container.running || !c.heartbeat {
             return true;
         }
-        match &self.reader {
-            Some(r) if r.opened && !r.ended && r.cancel.is_none() => {
+        match &c.reader {
+            ReaderSlot::Live { reader: r, .. } if r.opened && !r.ended && r.cancel.is_none() => {
                 now.since(r.last_activity) >= self.stall_limit(r)
             }
             _ => true,
         }
     }
 
-    /// How long `r` may be quiet before it counts as stalled. Before its first frame the
-    /// daemon may still be scanning the log for `since` (its cost grows with the whole log):
-    /// each generation in a row retired as stalled before a first frame doubles the wait, so
-    /// however slow the scan, some generation outwaits it.
-    fn stall_limit(&self, r: &Reader) -> Duration {
-        if r.framed {
-            self.config.heartbeat_every
-        } else {
-            let doubled = 1u32 << self.slow_starts.min(16);
-            self.config.heartbeat_every.saturating_mul(doubled)
-        }
-    }
-
     /// The next deadline (a backoff ending, or the rotation); call `handle_timeout` then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.reopen_at, self.rotate_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        match &self.lifecycle {
+            Lifecycle::Capturing(c) => match c.reader {
+                ReaderSlot::Idle { reopen_at } => reopen_at,
+                ReaderSlot::Live { rotate_at, .. } => rotate_at,
+            },
+            Lifecycle::Stopping(_) | Lifecycle::Stopped(_) => None,
         }
     }
 
@@ -310,14 +189,15 @@ impl ContainerMachine {
         self.out.pop_front()
     }
 
-    /// Checks the six invariants (see the crate docs); every checker calls this.
+    /// Checks the invariants the types do not hold by construction (see the crate docs);
+    /// every checker calls this.
     pub fn check_invariants(&self) -> Result<(), Violation> {
         invariants::check(self)
     }
 
-    /// Takes one event.
+    /// Takes one lifecycle event.
     pub fn handle(&mut self, now: Instant, event: Event) {
-        if self.stopped {
+        if self.is_stopped() {
             // Absorbing: nothing moves a stopped machine.
             return;
         }
@@ -331,35 +211,19 @@ impl ContainerMachine {
                     r.last_activity = now;
                 }
             }
-            Event::Frame {
-                generation,
-                stream,
-                bytes,
-            } => {
-                let mut lines = Vec::<Line>::new();
-                self.frame(now, generation, stream, &bytes, &mut lines);
-                self.out.extend(lines.into_iter().map(Command::Emit));
-            }
-            Event::EndOfStream {
-                generation,
-                stopped_throughout,
-            } => {
-                let mut lines = Vec::<Line>::new();
-                self.end_of_stream(generation, stopped_throughout, &mut lines);
-                self.out.extend(lines.into_iter().map(Command::Emit));
-            }
             Event::ReaderExited { generation, exit } => {
                 self.on_reader_exited(now, generation, exit)
             }
             Event::RotationDue => self.rotate(CancelReason::Rotation),
             Event::HeartbeatTick { running } => self.on_heartbeat(now, running),
             Event::HeartbeatExited => self.on_heartbeat_exited(now),
-            Event::StopRequested => self.begin_stop(StopCause::Requested),
+            Event::StopRequested => self.begin_stop(),
         }
         self.self_check();
     }
 
-    /// Data path: one frame of `generation`'s stream; new lines go to `sink` without a copy.
+    /// The data path: one frame of `generation`'s stream; new lines go to `sink` without a
+    /// copy.
     pub fn handle_frame(
         &mut self,
         now: Instant,
@@ -368,7 +232,7 @@ impl ContainerMachine {
         bytes: &[u8],
         sink: &mut impl LineSink,
     ) -> Flow {
-        if self.stopped {
+        if self.is_stopped() {
             return Flow::Stop;
         }
         let flow = self.frame(now, generation, stream, bytes, sink);
@@ -376,15 +240,20 @@ impl ContainerMachine {
         flow
     }
 
-    /// Data path: `generation`'s stream ended cleanly; unfinished lines go to `sink`. See
-    /// [`Event::EndOfStream`] for `stopped_throughout`.
+    /// The data path: `generation`'s stream ended cleanly (sent by the reader before it
+    /// exits); unfinished lines go to `sink`. `stopped_throughout`: the runtime checked that
+    /// the container did not run at any moment of this read: it was stopped before the
+    /// request went out and still is, with the same start time. Only then is a draining
+    /// read's end the end of the log (a container may start between the request and the
+    /// daemon's answer, and the answer then follows the new run, whose follow stream can end
+    /// early).
     pub fn handle_end_of_stream(
         &mut self,
         generation: Generation,
         stopped_throughout: bool,
         sink: &mut impl LineSink,
     ) {
-        if !self.stopped {
+        if !self.is_stopped() {
             self.end_of_stream(generation, stopped_throughout, sink);
             self.self_check();
         }
@@ -412,173 +281,250 @@ impl ContainerMachine {
     /// Whether the live generation is a draining read (opened after a `die`, no `start`
     /// since): the runtime then checks whether the container stayed stopped throughout it.
     pub fn is_draining(&self) -> bool {
-        self.reader.as_ref().is_some_and(|r| r.draining)
+        self.reader().is_some_and(|r| r.draining)
     }
 
     /// A deadline from `poll_timeout` passed: reopen after a backoff, or rotate.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.stopped {
-            return;
+        if let Lifecycle::Capturing(c) = &mut self.lifecycle {
+            if let ReaderSlot::Idle { reopen_at } = &mut c.reader {
+                if reopen_at.is_some_and(|t| t <= now) {
+                    *reopen_at = None;
+                    self.try_open(now);
+                }
+            }
         }
-        if self.reopen_at.is_some_and(|t| t <= now) {
-            self.reopen_at = None;
-            self.try_open(now);
-        }
-        if self.rotate_at.is_some_and(|t| t <= now) {
-            self.rotate(CancelReason::Rotation);
+        if let Lifecycle::Capturing(Capture {
+            reader: ReaderSlot::Live {
+                rotate_at: Some(t), ..
+            },
+            ..
+        }) = &self.lifecycle
+        {
+            if *t <= now {
+                self.rotate(CancelReason::Rotation);
+            }
         }
         self.self_check();
     }
 
+    /// The live reader, in any lifecycle.
+    fn reader(&self) -> Option<&Reader> {
+        match &self.lifecycle {
+            Lifecycle::Capturing(Capture {
+                reader: ReaderSlot::Live { reader, .. },
+                ..
+            }) => Some(reader),
+            Lifecycle::Stopping(s) => s.reader.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn reader_mut(&mut self) -> Option<&mut Reader> {
+        match &mut self.lifecycle {
+            Lifecycle::Capturing(Capture {
+                reader: ReaderSlot::Live { reader, .. },
+                ..
+            }) => Some(reader),
+            Lifecycle::Stopping(s) => s.reader.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The capture, unless stopping.
+    fn capture(&mut self) -> Option<&mut Capture> {
+        match &mut self.lifecycle {
+            Lifecycle::Capturing(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The live reader, if it is `generation`; otherwise reports the stray event.
+    fn live_reader(&mut self, generation: Generation, event: &'static str) -> Option<&mut Reader> {
+        if self.live_generation() != Some(generation) {
+            self.out
+                .push_back(Command::Report(Report::UnknownGeneration {
+                    generation,
+                    event,
+                }));
+            return None;
+        }
+        self.reader_mut()
+    }
+
+    /// How long `r` may be quiet before it counts as stalled. Before its first frame the
+    /// daemon may still be scanning the log for `since` (its cost grows with the whole log):
+    /// each generation in a row retired as stalled before a first frame doubles the wait, so
+    /// however slow the scan, some generation outwaits it.
+    fn stall_limit(&self, r: &Reader) -> Duration {
+        if r.framed {
+            self.config.heartbeat_every
+        } else {
+            let doubled = 1u32 << self.slow_starts.min(16);
+            self.config.heartbeat_every.saturating_mul(doubled)
+        }
+    }
+
     fn on_started(&mut self, now: Instant) {
-        self.running = true;
-        self.stop_confirmed = false;
-        if let Some(r) = &mut self.reader {
+        self.container.running = true;
+        self.container.stop_confirmed = false;
+        if let Some(r) = self.reader_mut() {
             // It may write into this stream now, or wrote after it ended: reaching its end no
             // longer proves the log was read whole.
             r.draining = false;
             r.complete = false;
         }
-        if self.stop.is_some() {
-            return;
-        }
-        self.needs_read = true;
+        let Some(c) = self.capture() else { return };
+        c.needs_read = true;
+        let backoff = matches!(c.reader, ReaderSlot::Idle { reopen_at: Some(_) });
         self.start_heartbeat();
-        if self.reopen_at.is_none() {
+        if !backoff {
             self.schedule_reopen(now);
         }
     }
 
     fn on_died(&mut self, now: Instant) {
-        let believed_running = std::mem::replace(&mut self.running, false);
-        self.stop_confirmed = true;
-        if self.stop.is_some() {
+        let believed_running = std::mem::replace(&mut self.container.running, false);
+        self.container.stop_confirmed = true;
+        if !matches!(self.lifecycle, Lifecycle::Capturing(_)) {
             return;
         }
         if !believed_running {
             // A stop the machine did not see coming: a run it never saw whole (a fresh machine,
             // a missed `start`), or a repeated `die`. A live stream was not opened on a complete
             // log after all.
-            if let Some(r) = &mut self.reader {
+            if let Some(r) = self.reader_mut() {
                 r.draining = false;
                 r.complete = false;
             }
         }
+        let Some(c) = self.capture() else { return };
         // The run's log is complete now: read what is left of it.
-        self.needs_read = true;
-        if self.reader.is_none() && self.reopen_at.is_none() {
+        c.needs_read = true;
+        if matches!(c.reader, ReaderSlot::Idle { reopen_at: None }) {
             self.schedule_reopen(now);
         }
     }
 
     fn on_removed(&mut self) {
-        self.running = false;
-        self.needs_read = false;
-        self.stop = Some(StopCause::Removed);
-        self.reopen_at = None;
-        self.rotate_at = None;
+        self.container.running = false;
         // The live reader, if any, drains what the daemon still sends and ends by itself.
-        self.stop_heartbeat();
+        let told_heartbeat = self.enter_stopping(StopCause::Removed, true);
+        if told_heartbeat {
+            self.push(Command::StopHeartbeat);
+        }
         self.maybe_finish_stop();
     }
 
-    fn begin_stop(&mut self, cause: StopCause) {
-        self.stop.get_or_insert(cause);
-        self.reopen_at = None;
-        self.rotate_at = None;
-        if let Some(r) = &mut self.reader {
+    fn begin_stop(&mut self) {
+        let told_heartbeat = self.enter_stopping(StopCause::Requested, false);
+        let generation = self.opened;
+        if let Some(r) = self.reader_mut() {
             if r.cancel.is_none() {
                 r.cancel = Some(CancelReason::Stop);
-                let generation = r.generation;
                 self.push(Command::CancelReader {
                     generation,
                     reason: CancelReason::Stop,
                 });
             }
         }
-        self.stop_heartbeat();
+        if told_heartbeat {
+            self.push(Command::StopHeartbeat);
+        }
         self.maybe_finish_stop();
     }
 
-    fn start_heartbeat(&mut self) {
-        if self.stop.is_none()
-            && matches!(self.heartbeat, Heartbeat::NotStarted | Heartbeat::Joined)
-        {
-            self.heartbeat = Heartbeat::Live;
-            self.push(Command::StartHeartbeat);
+    /// Moves a capture to Stopping (its deadlines and wishes dropped, its reader kept, its
+    /// heartbeat told to stop), or, when already stopping, makes `cause` the cause if
+    /// `overrides`. Returns whether the heartbeat is to be told to stop.
+    fn enter_stopping(&mut self, cause: StopCause, overrides: bool) -> bool {
+        let placeholder = Lifecycle::Stopped(cause);
+        match std::mem::replace(&mut self.lifecycle, placeholder) {
+            Lifecycle::Capturing(c) => {
+                let reader = match c.reader {
+                    ReaderSlot::Live { reader, .. } => Some(reader),
+                    ReaderSlot::Idle { .. } => None,
+                };
+                self.lifecycle = Lifecycle::Stopping(Stopping {
+                    cause,
+                    reader,
+                    heartbeat: c.heartbeat,
+                });
+                c.heartbeat
+            }
+            Lifecycle::Stopping(mut s) => {
+                if overrides {
+                    s.cause = cause;
+                }
+                self.lifecycle = Lifecycle::Stopping(s);
+                false
+            }
+            stopped @ Lifecycle::Stopped(_) => {
+                self.lifecycle = stopped;
+                false
+            }
         }
     }
 
-    fn stop_heartbeat(&mut self) {
-        if self.heartbeat == Heartbeat::Live {
-            self.heartbeat = Heartbeat::Stopping;
-            self.push(Command::StopHeartbeat);
+    fn start_heartbeat(&mut self) {
+        if let Some(c) = self.capture() {
+            if !c.heartbeat {
+                c.heartbeat = true;
+                self.push(Command::StartHeartbeat);
+            }
         }
     }
 
     fn on_heartbeat(&mut self, now: Instant, running: bool) {
-        if self.heartbeat != Heartbeat::Live {
+        if !self.capture().is_some_and(|c| c.heartbeat) {
             return;
         }
         // The heartbeat's inspect corrects a missed `start`. A "stopped" is only noted: the
         // inspect may be older than a `start` already handled, so only a `die` confirms a stop
         // (the runtime feeds one for every stop, from the events or from a resync).
-        if running && !self.running {
+        if running && !self.container.running {
             self.on_started(now);
         } else if !running {
-            self.running = false;
+            self.container.running = false;
         }
-        let stalled = match &self.reader {
+        let stalled = match self.reader() {
             Some(r) if running && r.opened && !r.ended && r.cancel.is_none() => {
                 let quiet = now.since(r.last_activity);
-                (quiet >= self.stall_limit(r)).then_some((r.generation, quiet, r.framed))
+                (quiet >= self.stall_limit(r)).then_some((quiet, r.framed))
             }
             _ => None,
         };
-        if let Some((generation, quiet, framed)) = stalled {
+        if let Some((quiet, framed)) = stalled {
             if !framed {
                 self.slow_starts = self.slow_starts.saturating_add(1);
             }
+            let generation = self.opened;
             self.push(Command::Report(Report::Stalled { generation, quiet }));
             self.rotate(CancelReason::Stall);
         }
     }
 
     fn on_heartbeat_exited(&mut self, now: Instant) {
-        match self.heartbeat {
-            Heartbeat::Stopping => self.heartbeat = Heartbeat::Joined,
-            Heartbeat::Live => {
-                self.heartbeat = Heartbeat::Joined;
+        match &mut self.lifecycle {
+            Lifecycle::Capturing(c) if c.heartbeat => {
+                c.heartbeat = false;
                 self.push(Command::Report(Report::HeartbeatLost));
                 self.start_heartbeat();
             }
-            Heartbeat::NotStarted | Heartbeat::Joined => {
-                self.push(Command::Report(Report::UnknownGeneration {
-                    generation: Generation(0),
-                    event: "HeartbeatExited",
-                }));
-            }
+            Lifecycle::Stopping(s) if s.heartbeat => s.heartbeat = false,
+            _ => self.push(Command::Report(Report::UnknownGeneration {
+                generation: Generation(0),
+                event: "HeartbeatExited",
+            })),
         }
         // Only the seed's shared scope ever waits for the heartbeat before reopening.
-        if self.reader.is_none() && self.reopen_at.is_none() {
+        if self
+            .capture()
+            .is_some_and(|c| c.reader == ReaderSlot::Idle { reopen_at: None })
+        {
             self.schedule_reopen(now);
         }
         self.maybe_finish_stop();
-    }
-
-    /// The live reader, if it is `generation`; otherwise reports the stray event.
-    fn live_reader(&mut self, generation: Generation, event: &'static str) -> Option<&mut Reader> {
-        match &mut self.reader {
-            Some(r) if r.generation == generation => Some(r),
-            _ => {
-                self.out
-                    .push_back(Command::Report(Report::UnknownGeneration {
-                        generation,
-                        event,
-                    }));
-                None
-            }
-        }
     }
 
     fn frame(
@@ -589,7 +535,7 @@ impl ContainerMachine {
         bytes: &[u8],
         sink: &mut impl LineSink,
     ) -> Flow {
-        let trust = self.config.mutant == Some(Mutant::TrustResends);
+        let trust = planted!(self.config, TrustResends);
         let Some(r) = self.live_reader(generation, "Frame") else {
             return Flow::Stop;
         };
@@ -622,13 +568,25 @@ impl ContainerMachine {
     /// The live generation delivered a new line. The first time, the rotation is armed: a
     /// generation is retired `rotate_every` after it began to make progress, never before.
     fn progressed(&mut self, now: Instant) {
-        let Some(r) = &mut self.reader else { return };
-        if r.delivered {
-            return;
-        }
-        r.delivered = true;
-        if r.cancel.is_none() && self.stop.is_none() && self.rotate_at.is_none() {
-            self.rotate_at = Some(now.after(self.config.rotate_every));
+        let rotate_every = self.config.rotate_every;
+        match &mut self.lifecycle {
+            Lifecycle::Capturing(Capture {
+                reader: ReaderSlot::Live { reader, rotate_at },
+                ..
+            }) => {
+                if reader.delivered {
+                    return;
+                }
+                reader.delivered = true;
+                if reader.cancel.is_none() && rotate_at.is_none() {
+                    *rotate_at = Some(now.after(rotate_every));
+                }
+            }
+            Lifecycle::Stopping(Stopping {
+                reader: Some(reader),
+                ..
+            }) => reader.delivered = true,
+            _ => {}
         }
     }
 
@@ -638,7 +596,7 @@ impl ContainerMachine {
         stopped_throughout: bool,
         sink: &mut impl LineSink,
     ) {
-        let trust = self.config.mutant == Some(Mutant::TrustDrainingEnd);
+        let trust = planted!(self.config, TrustDrainingEnd);
         let Some(r) = self.live_reader(generation, "EndOfStream") else {
             return;
         };
@@ -657,7 +615,7 @@ impl ContainerMachine {
         r.complete = true;
         // A draining read saw the whole log: what is unfinished is a last line without newline.
         if self.deliver_with(sink, |partials, out| partials.flush(out)) {
-            if let Some(r) = &mut self.reader {
+            if let Some(r) = self.reader_mut() {
                 r.delivered = true;
             }
         }
@@ -671,12 +629,16 @@ impl ContainerMachine {
         feed: impl FnOnce(&mut Partials, &mut dyn FnMut(Message<'_>)),
     ) -> bool {
         let cursor = &mut self.cursor;
+        #[cfg(feature = "mutants")]
         let mutant = self.config.mutant;
         let violation = &mut self.violation;
         let mut delivered = false;
         feed(&mut self.partials, &mut |m: Message<'_>| {
             let before = cursor.position(m.stream);
+            #[cfg(feature = "mutants")]
             let verdict = mutant::judge(cursor, mutant, m.stream, m.ts);
+            #[cfg(not(feature = "mutants"))]
+            let verdict = cursor.accept(m.stream, m.ts);
             if cursor.position(m.stream) < before && violation.is_none() {
                 *violation = Some(Violation::CursorMovedBack { stream: m.stream });
             }
@@ -693,18 +655,27 @@ impl ContainerMachine {
     }
 
     fn on_reader_exited(&mut self, now: Instant, generation: Generation, exit: ReaderExit) {
-        let Some(reader) = self
-            .live_reader(generation, "ReaderExited")
-            .map(|r| r.clone())
-        else {
+        if self.live_generation() != Some(generation) {
+            self.live_reader(generation, "ReaderExited");
             return;
+        }
+        // Its exit is observed: the slot is empty, and the next generation may open.
+        let reader = match &mut self.lifecycle {
+            Lifecycle::Capturing(c) => {
+                match std::mem::replace(&mut c.reader, ReaderSlot::Idle { reopen_at: None }) {
+                    ReaderSlot::Live { reader, .. } => Some(reader),
+                    ReaderSlot::Idle { .. } => None,
+                }
+            }
+            Lifecycle::Stopping(s) => s.reader.take(),
+            Lifecycle::Stopped(_) => None,
         };
-        self.reader = None;
-        self.joined = generation;
-        self.rotate_at = None;
-        // On a clean end `EndOfStream` flushed them; otherwise the next generation replays them.
+        let Some(reader) = reader else { return };
+        // On a clean end `handle_end_of_stream` flushed them; otherwise the next generation
+        // replays them.
         self.partials.discard();
-        if self.stop.is_none() {
+        let capturing = matches!(self.lifecycle, Lifecycle::Capturing(_));
+        if capturing {
             // When stopping, Stopped itself checkpoints (or forgets) once everything is joined.
             self.push(Command::Checkpoint(self.cursor.clone()));
         }
@@ -718,11 +689,11 @@ impl ContainerMachine {
                 }
                 Some(CancelReason::BadFrame) | None => self.fail(healthy),
             },
-            ReaderExit::CleanEnd if self.running => self.fail(healthy),
+            ReaderExit::CleanEnd if self.container.running => self.fail(healthy),
             ReaderExit::CleanEnd if reader.complete => {
                 // Opened after the container stopped, read to its end while it stayed
                 // stopped: all of it was read.
-                self.needs_read = false;
+                self.read_all();
                 self.failures = 0;
             }
             // The container stopped, but this stream was a follow (opened while it ran, or it
@@ -731,22 +702,29 @@ impl ContainerMachine {
             // backoff, with a stream opened now that the log is complete.
             ReaderExit::CleanEnd => self.fail(true),
             ReaderExit::Failed(ReadError::Unsupported) => {
-                self.needs_read = false;
-                if !self.unreadable {
-                    self.unreadable = true;
+                self.read_all();
+                if !self.container.unreadable {
+                    self.container.unreadable = true;
                     self.push(Command::Report(Report::Unreadable));
                 }
             }
             ReaderExit::Failed(ReadError::NotFound) => {
-                self.running = false;
-                self.needs_read = false;
+                self.container.running = false;
+                self.read_all();
             }
             ReaderExit::Failed(ReadError::Transient | ReadError::BadFrame) => self.fail(healthy),
         }
-        if self.stop.is_some() {
-            self.maybe_finish_stop();
-        } else {
+        if capturing {
             self.schedule_reopen(now);
+        } else {
+            self.maybe_finish_stop();
+        }
+    }
+
+    /// Nothing is left to read (until the container runs again).
+    fn read_all(&mut self) {
+        if let Some(c) = self.capture() {
+            c.needs_read = false;
         }
     }
 
@@ -763,20 +741,22 @@ impl ContainerMachine {
     /// scans the whole log before it sends anything) is left to deliver, or every reopen could
     /// be cut short the same way and the capture would never move again.
     fn rotate(&mut self, reason: CancelReason) {
-        if self.stop.is_some() {
+        let eager = planted!(self.config, EagerRotation);
+        let generation = self.opened;
+        let Lifecycle::Capturing(Capture {
+            reader: ReaderSlot::Live { reader, rotate_at },
+            ..
+        }) = &mut self.lifecycle
+        else {
+            return;
+        };
+        if reason == CancelReason::Rotation && !reader.delivered && !eager {
             return;
         }
-        let eager = self.config.mutant == Some(Mutant::EagerRotation);
-        if let Some(r) = &mut self.reader {
-            if reason == CancelReason::Rotation && !r.delivered && !eager {
-                return;
-            }
-            if r.cancel.is_none() {
-                r.cancel = Some(reason);
-                let generation = r.generation;
-                self.rotate_at = None;
-                self.push(Command::CancelReader { generation, reason });
-            }
+        if reader.cancel.is_none() {
+            reader.cancel = Some(reason);
+            *rotate_at = None;
+            self.push(Command::CancelReader { generation, reason });
         }
     }
 
@@ -785,15 +765,17 @@ impl ContainerMachine {
         if !self.wants_reader() {
             return;
         }
-        if self.config.mutant == Some(Mutant::SharedScope) && self.heartbeat.is_alive() {
+        if planted!(self.config, SharedScope) && self.live_tasks().heartbeats > 0 {
             // The seed bug: the rotation joins a scope the heartbeat is also in.
             return;
         }
         let delay = self.config.backoff.delay(self.failures, self.opened.0);
         if delay.is_zero() {
             self.open(now);
-        } else {
-            self.reopen_at = Some(now.after(delay));
+        } else if let Some(c) = self.capture() {
+            c.reader = ReaderSlot::Idle {
+                reopen_at: Some(now.after(delay)),
+            };
         }
     }
 
@@ -803,78 +785,74 @@ impl ContainerMachine {
         }
     }
 
+    /// Capturing, lines may be waiting, the driver is readable, and the slot is empty.
     fn wants_reader(&self) -> bool {
-        self.stop.is_none() && self.needs_read && !self.unreadable && self.reader.is_none()
+        match &self.lifecycle {
+            Lifecycle::Capturing(c) => {
+                c.needs_read
+                    && !self.container.unreadable
+                    && matches!(c.reader, ReaderSlot::Idle { .. })
+            }
+            _ => false,
+        }
     }
 
-    /// Spawns the next generation: the only place one is created.
+    /// Spawns the next generation into the empty slot: the only place one is created.
     fn open(&mut self, now: Instant) {
-        if self.stopped
-            || self.stop.is_some()
-            || self.reader.is_some()
-            || self.joined != self.opened
-        {
-            self.flag(Violation::OpenedBeforeJoin {
-                opened: self.opened,
-                joined: self.joined,
-            });
+        let draining = !self.container.running && self.container.stop_confirmed;
+        let eager = planted!(self.config, EagerRotation);
+        let rotate_every = self.config.rotate_every;
+        let Lifecycle::Capturing(c) = &mut self.lifecycle else {
+            return;
+        };
+        if !matches!(c.reader, ReaderSlot::Idle { .. }) {
             return;
         }
+        // The bug `EagerRotation`: the rotation counts from the open, so a reopen that takes
+        // longer than the interval to deliver anything is retired before it does, again and
+        // again.
+        let rotate_at = eager.then(|| now.after(rotate_every));
+        c.reader = ReaderSlot::Live {
+            reader: Reader::new(now, draining),
+            rotate_at,
+        };
         let generation = Generation(self.opened.0 + 1);
         self.opened = generation;
         self.cursor.begin_generation();
         self.partials.discard();
-        self.reader = Some(Reader {
-            generation,
-            opened: false,
-            last_activity: now,
-            framed: false,
-            delivered: false,
-            rewind: Rewind::new(),
-            ended: false,
-            draining: !self.running && self.stop_confirmed,
-            complete: false,
-            cancel: None,
-        });
-        if self.config.mutant == Some(Mutant::EagerRotation) {
-            // The bug: the rotation counts from the open, so a reopen that takes longer than
-            // the interval to deliver anything is retired before it does, again and again.
-            self.rotate_at = Some(now.after(self.config.rotate_every));
-        }
         let since = self.cursor.since();
         self.push(Command::OpenStream { generation, since });
     }
 
+    /// Stopping, with the reader and the heartbeat joined: Stopped.
     fn maybe_finish_stop(&mut self) {
-        let Some(cause) = self.stop else { return };
-        if self.stopped || self.reader.is_some() || self.heartbeat.is_alive() {
+        let Lifecycle::Stopping(s) = &self.lifecycle else {
+            return;
+        };
+        if s.reader.is_some() || s.heartbeat {
             return;
         }
+        let cause = s.cause;
         self.push(match cause {
             StopCause::Requested => Command::Checkpoint(self.cursor.clone()),
             StopCause::Removed => Command::Forget,
         });
-        self.stopped = true;
-        self.reopen_at = None;
-        self.rotate_at = None;
+        self.lifecycle = Lifecycle::Stopped(cause);
     }
 
+    /// Queues a command: the one place commands come out, so nothing comes out of Stopped.
     fn push(&mut self, command: Command) {
-        if self.stopped {
-            self.flag(Violation::SpawnedAfterStop);
+        if self.is_stopped() {
+            self.violation.get_or_insert(Violation::SpawnedAfterStop);
             return;
         }
         self.out.push_back(command);
     }
 
-    fn flag(&mut self, violation: Violation) {
-        self.violation.get_or_insert(violation);
-    }
-
     /// In debug builds every step re-checks the invariants (a mutant is left to the checkers).
     fn self_check(&self) {
         #[cfg(debug_assertions)]
-        if self.config.mutant.is_none() {
+        if !config::mutated!(self.config) {
             if let Err(v) = self.check_invariants() {
                 panic!("capturer-core invariant violated: {v}\n{self:#?}");
             }
