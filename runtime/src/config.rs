@@ -157,7 +157,8 @@ pub struct Settings {
     pub max_file_size: u64,
     /// How often flushed cursors are persisted.
     pub checkpoint_every: Duration,
-    /// How long a busy reader stays off the poller before its next read (zero: never).
+    /// The longest a busy reader stays off the poller before its next read (zero: never);
+    /// `crate::pace` decides how long.
     pub read_pause: Duration,
 }
 
@@ -251,8 +252,9 @@ Captures the logs of every selected container, exactly once, into JSON lines.
   --stop-timeout DURATION    graceful stop deadline, then exit 1 (default 10s)
   --max-file-size BYTES      rotate a container's output file at this size (default 128MiB)
   --checkpoint-every DURATION persist flushed cursors this often (default 1s)
-  --read-pause DURATION      a busy stream waits this long between reads, so each read takes
-                             many frames at once (default 1ms; 0 reads as soon as data arrives)
+  --read-pause DURATION      the longest a busy stream waits between reads, so each read takes
+                             many frames at once; it waits less the more the last wake-up
+                             found, not at all in a backlog (default 1ms; 0 never waits)
   --nats-url URL             NATS server(s) for --sink nats (default nats://127.0.0.1:4222;
                              tls://host:port for TLS; comma-separated for a cluster)
   --nats-stream NAME         JetStream stream, created if missing (default LOGS)

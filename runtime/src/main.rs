@@ -14,10 +14,12 @@ mod heartbeat;
 mod http;
 mod metrics;
 mod output;
+mod pace;
 mod reader;
 mod sink;
 mod state;
 mod supervisor;
+mod timer;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

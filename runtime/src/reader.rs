@@ -28,7 +28,9 @@ use crate::container::Shared;
 use crate::docker::Endpoint;
 use crate::http::{self, Body, HttpError};
 use crate::metrics::Metrics;
+use crate::pace;
 use crate::sink::{Handed, SinkSender, BATCH_BYTES};
+use crate::timer::Timer;
 
 /// How long connecting and receiving the response head may take. The body has no timeout:
 /// it is a stream; the heartbeat watches it for stalls.
@@ -37,9 +39,6 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The smallest and largest read buffer: idle readers stay small, busy ones read big.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
-
-/// A read that waited less than this found the stream busy: the next one pauses first.
-const BUSY_WAIT: Duration = Duration::from_micros(500);
 
 /// What a reader needs.
 pub struct Reader {
@@ -64,7 +63,8 @@ pub struct Reader {
     /// Tells the supervisor the machine has commands waiting (a report, a cancel) or a new
     /// deadline (the rotation, armed at a generation's first new line).
     pub poke: mpsc::UnboundedSender<Arc<str>>,
-    /// How long a busy stream stays off the poller before its next read (zero: never).
+    /// The longest a busy stream stays off the poller before its next read (zero: never); see
+    /// `crate::pace` for how long it actually does.
     pub pause: Duration,
 }
 
@@ -224,7 +224,11 @@ impl Reader {
         // before the reader waits (or once it is big), so a busy stream makes few large
         // batches and an idle one sends each line at once.
         let mut batch = Batch::new(&self.shared.encoder, start);
-        let mut busy = false;
+        // What the pace needs: how long the last wait on the poller took (none yet: idle), and
+        // the bytes read since.
+        let mut waited = Duration::MAX;
+        let mut took = 0usize;
+        let mut timer = Timer::default();
         loop {
             if !buf.is_empty() {
                 let step = self.process(&buf, &mut body, &mut decoder, &mut batch);
@@ -263,12 +267,14 @@ impl Reader {
                     // socket wakes this thread for each one: at a busy stream's rate that is
                     // one wake-up and one small read per line. Off the poller for a moment, the
                     // frames pile up in the socket instead and the next read takes them all.
-                    // An idle stream never pauses, so a lone line is not delayed.
-                    if busy && !self.pause.is_zero() {
+                    // How long: `pace` (none for an idle stream, so a lone line is not
+                    // delayed, nor in a backlog, so the daemon never waits for room).
+                    let pause = pace::pause(self.pause, waited, took);
+                    if !pause.is_zero() {
                         io = tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => return cancelled,
-                            r = io.pause(self.pause) => match r {
+                            r = io.pause(timer.sleep(pause)) => match r {
                                 Ok(io) => io,
                                 Err(_) => return failed(ReadError::Transient),
                             },
@@ -280,7 +286,8 @@ impl Reader {
                         _ = self.cancel.cancelled() => return cancelled,
                         r = io.read_buf(&mut buf) => r,
                     };
-                    busy = asked.elapsed() < BUSY_WAIT;
+                    waited = asked.elapsed();
+                    took = 0;
                     r
                 }
             };
@@ -291,7 +298,7 @@ impl Reader {
                     tracing::debug!(container = %self.shared.id, "log stream: connection closed mid-body");
                     return failed(ReadError::Transient);
                 }
-                Ok(_) => {}
+                Ok(n) => took += n,
                 Err(e) => {
                     let _ = self.hand_over(&mut batch).await;
                     tracing::debug!(container = %self.shared.id, error = %e, "log stream: read failed");
@@ -435,22 +442,22 @@ impl Reader {
 /// A socket that can leave the runtime's poller for a while, so that data arriving meanwhile
 /// does not wake the thread (tokio has no way to mute a registered socket's readiness).
 trait Pause: Sized {
-    /// Deregisters, sleeps `d`, registers again; the socket stays open and keeps its data.
-    async fn pause(self, d: Duration) -> std::io::Result<Self>;
+    /// Deregisters, awaits `sleep`, registers again; the socket stays open and keeps its data.
+    async fn pause(self, sleep: impl std::future::Future<Output = ()>) -> std::io::Result<Self>;
 }
 
 impl Pause for UnixStream {
-    async fn pause(self, d: Duration) -> std::io::Result<Self> {
+    async fn pause(self, sleep: impl std::future::Future<Output = ()>) -> std::io::Result<Self> {
         let std = self.into_std()?;
-        tokio::time::sleep(d).await;
+        sleep.await;
         UnixStream::from_std(std)
     }
 }
 
 impl Pause for TcpStream {
-    async fn pause(self, d: Duration) -> std::io::Result<Self> {
+    async fn pause(self, sleep: impl std::future::Future<Output = ()>) -> std::io::Result<Self> {
         let std = self.into_std()?;
-        tokio::time::sleep(d).await;
+        sleep.await;
         TcpStream::from_std(std)
     }
 }
