@@ -276,17 +276,18 @@ pub async fn run(docker: &Docker, sink: Sink, lines: u64, rounds: usize) -> bool
         );
         return a && b;
     }
+    // Issue 18: a backlog at the daemon's full speed, for no more CPU than the bare read.
     let a = verdict(
         "drain: capturer speed / raw speed (median of the pairs)",
         speed,
         ">=",
-        0.9,
+        0.95,
     );
     let b = verdict(
         "cpu: capturer CPU / raw read CPU (median of the pairs)",
         cpu,
         "<=",
-        1.5,
+        1.0,
     );
     a && b
 }
