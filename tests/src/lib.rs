@@ -11,9 +11,11 @@ pub mod capturer;
 pub mod exact;
 pub mod gated;
 pub mod loki;
+pub mod memory;
 pub mod nats;
 pub mod nats_auth;
 pub mod rng;
+pub mod tls;
 
 use std::collections::HashMap;
 

@@ -36,7 +36,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::capturer::{record, Capturer, Lenient, Record};
 use crate::exact::{assert_exactly_once, tail};
-use crate::nats::make_ca;
+use crate::tls::server_certificate;
 use crate::DaemonLine;
 
 /// `logproto.PushRequest`, as Loki's `pkg/push/push.proto` declares it.
@@ -226,12 +226,12 @@ impl LokiReceiver {
     /// # Panics
     /// If openssl is missing or fails.
     pub fn https(dir: &Path) -> (LokiReceiver, PathBuf) {
-        let (ca, cert, key) = server_certificate(dir);
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        let made = server_certificate(dir);
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&made.cert)
             .expect("read the server certificate")
             .collect::<Result<_, _>>()
             .expect("parse the server certificate");
-        let key = PrivateKeyDer::from_pem_file(&key).expect("read the server key");
+        let key = PrivateKeyDer::from_pem_file(&made.key).expect("read the server key");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -245,7 +245,7 @@ impl LokiReceiver {
             SocketAddr::from(([127, 0, 0, 1], 0)),
             Some(acceptor),
         );
-        (rx, ca)
+        (rx, made.ca)
     }
 
     fn serve(
@@ -489,57 +489,6 @@ impl Stored {
             unterminated: 0,
         }
     }
-}
-
-/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`, `server.key`), in
-/// `dir`, by openssl.
-fn server_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).expect("create the TLS directory");
-    let ca = make_ca(dir, "ca");
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
-        .expect("write the SAN extension");
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (ca, dir.join("server.pem"), dir.join("server.key"))
 }
 
 /// The nanoseconds of a `pos` (`<ns>.<n>`).

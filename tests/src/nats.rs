@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 
 use crate::capturer::{free_addr, record, Capturer, Lenient, Record};
 use crate::exact::{assert_exactly_once, tail};
+use crate::tls::server_certificate;
 use crate::DaemonLine;
 
 /// The capturer's default stream name (`--nats-stream`).
@@ -231,50 +232,9 @@ impl NatsServer {
     /// # Panics
     /// If openssl is missing or fails.
     pub fn use_tls(&mut self) -> PathBuf {
-        let tls = self.dir.join("tls");
-        std::fs::create_dir_all(&tls).expect("create the TLS directory");
-        let (ca, server) = (tls.join("ca.pem"), tls.join("server.pem"));
-        let key = tls.join("server.key");
-        make_ca(&tls, "ca");
-        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
-            .expect("write the SAN extension");
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-            &tls,
-        );
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-            &tls,
-        );
-        self.tls = Some((server, key));
-        ca
+        let made = server_certificate(&self.dir.join("tls"));
+        self.tls = Some((made.cert, made.key));
+        made.ca
     }
 
     /// Makes the server read the configuration file `config` (`-c`) from its next start; the
@@ -306,44 +266,6 @@ impl NatsServer {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
-}
-
-/// A self-signed CA in `dir`: `<name>.pem` and `<name>.key`.
-pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
-    let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=log-capturer test CA",
-        ],
-        dir,
-    );
-    dir.join(pem)
-}
-
-/// Runs `openssl args` in `dir`.
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Drop for NatsServer {

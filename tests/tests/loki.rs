@@ -31,8 +31,9 @@ use capturer_tests::exact::{
 };
 use capturer_tests::gated::{kill_at_random, GatedWriters};
 use capturer_tests::loki::{assert_received_exactly_once, Limits, LokiReceiver, Stored};
-use capturer_tests::nats::make_ca;
+use capturer_tests::memory::peak_rss_while_flooded;
 use capturer_tests::rng::{seed, Rng};
+use capturer_tests::tls::make_ca;
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
 
 /// How long a test waits for the receiver to hold every line of its containers.
@@ -743,20 +744,14 @@ async fn m_memory_stays_bounded_while_loki_fails_then_every_line_once() {
         let (docker, id) = (docker.clone(), id.clone());
         tokio::spawn(async move { wait_exit(&docker, &id).await })
     };
-    let mut peak = rss_at_error;
-    let mut quiet_since = None;
-    loop {
-        peak = peak.max(cap.rss().expect("the capturer runs"));
-        if done.is_finished() {
-            let since = *quiet_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(2)
-                && first_error.elapsed() > Duration::from_secs(8)
-            {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let peak = peak_rss_while_flooded(
+        &cap,
+        rss_at_error,
+        &done,
+        first_error,
+        Duration::from_secs(8),
+    )
+    .await;
     let errors_later = cap.metric_sum("log_capturer_sink_errors_total");
     eprintln!(
         "loki: 503s: RSS {} MiB at the first error, peak {} MiB; errors {errors} -> {errors_later}; {} entries accepted",

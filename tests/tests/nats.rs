@@ -33,10 +33,12 @@ use capturer_tests::exact::{
     assert_stopped_cleanly, duplicates, label, numbered, pairs, spec, tail,
 };
 use capturer_tests::gated::{kill_at_random, GatedWriters};
+use capturer_tests::memory::peak_rss_while_flooded;
 use capturer_tests::nats::{
-    assert_published_exactly_once, make_ca, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
+    assert_published_exactly_once, NatsServer, NatsTarget, Stored, DUPLICATE_WINDOW,
 };
 use capturer_tests::rng::{seed, Rng};
+use capturer_tests::tls::make_ca;
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
 
 /// How long a test waits for the stream to hold every line of its containers.
@@ -459,21 +461,15 @@ async fn h_a_full_stream_counts_errors_keeps_memory_bounded_and_delivers_once_th
         let (docker, id) = (docker.clone(), id.clone());
         tokio::spawn(async move { wait_exit(&docker, &id).await })
     };
-    let mut peak = rss_at_error;
-    let mut quiet_since = None;
-    loop {
-        peak = peak.max(cap.rss().expect("the capturer runs"));
-        if done.is_finished() {
-            let since = *quiet_since.get_or_insert_with(Instant::now);
-            // At least 6 s after the first error: the backoff (5 s at most) retried meanwhile.
-            if since.elapsed() > Duration::from_secs(2)
-                && first_error.elapsed() > Duration::from_secs(6)
-            {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // At least 6 s after the first error: the backoff (5 s at most) retried meanwhile.
+    let peak = peak_rss_while_flooded(
+        &cap,
+        rss_at_error,
+        &done,
+        first_error,
+        Duration::from_secs(6),
+    )
+    .await;
     let (errors_later, retries) = sink_trouble(&cap);
     let info = target.info().await.expect("stream info");
     eprintln!(
