@@ -2,8 +2,9 @@
 //!
 //! `log-capturer run [OPTIONS]` (see `config.rs` or `--help`). Exit status: 0 after a graceful
 //! stop, 1 when the daemon cannot be reached at start-up or the stop deadline passes, 2 for a
-//! bad setting.
+//! bad setting. `log-capturer audit [OPTIONS]` judges an output against the daemon (`audit/`).
 
+mod audit;
 mod clock;
 mod config;
 mod conn;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => {}
+        Some("audit") => return audit::main(&args[1..]),
         Some("--version" | "version") => {
             println!("log-capturer {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;

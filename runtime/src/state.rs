@@ -84,6 +84,14 @@ impl StateStore {
         })
     }
 
+    /// The store under `dir` as it is, to read only: nothing is created or cleaned up (the
+    /// audit must not change what it judges).
+    pub fn existing(dir: &Path) -> StateStore {
+        StateStore {
+            dir: dir.to_owned(),
+        }
+    }
+
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }

@@ -7,6 +7,7 @@
 // Test tooling: a failed set-up step must fail the test loudly, so panicking is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod audit;
 pub mod capturer;
 pub mod exact;
 pub mod gated;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::Docker;
+use capturer_tests::audit::assert_audit_exact;
 use capturer_tests::capturer::{by_stream, exclusive, Capturer, Record};
 use capturer_tests::exact::{
     assert_exactly_once, assert_same, assert_stopped_cleanly, at_least, label, numbered, spec,
@@ -109,6 +110,8 @@ async fn case2_restarted_against_an_exited_container_with_a_large_log_reads_it_a
     assert_eq!(s["stdout"], numbered("o", 0..46_000));
     assert_eq!(s["stderr"], numbered("e", 0..46_000));
     assert_stopped_cleanly(status, &cap);
+    // The operator's judge agrees with the test's own.
+    assert_audit_exact(&cap, &[&id]);
     remove(&docker, &id).await;
 }
 
