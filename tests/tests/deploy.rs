@@ -53,14 +53,15 @@ fn default_metrics_port() -> u16 {
         .output()
         .expect("run log-capturer run --help");
     let help = String::from_utf8_lossy(&out.stdout);
-    let line = help
-        .lines()
-        .find(|l| l.contains("--metrics-addr"))
+    // The default may sit on a line of its own below the flag (clap's long help does that).
+    let from_flag = help
+        .find("--metrics-addr")
+        .map(|at| &help[at..])
         .unwrap_or_else(|| panic!("no --metrics-addr in the help:\n{help}"));
-    let at = line
+    let at = from_flag
         .find("127.0.0.1:")
-        .unwrap_or_else(|| panic!("no default address in {line:?}"));
-    line[at + "127.0.0.1:".len()..]
+        .unwrap_or_else(|| panic!("no default address after --metrics-addr:\n{help}"));
+    from_flag[at + "127.0.0.1:".len()..]
         .chars()
         .take_while(char::is_ascii_digit)
         .collect::<String>()
