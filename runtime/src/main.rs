@@ -141,7 +141,7 @@ async fn run(settings: Settings, stop: StopSignals) -> ExitCode {
         }
     };
     let stop_metrics = CancellationToken::new();
-    let server = tokio::spawn(metrics::serve(
+    let server = tokio::spawn(metrics::server::serve(
         listener,
         metrics.clone(),
         registry,

@@ -341,6 +341,8 @@ impl Delivery {
                 room,
             } => {
                 self.metrics.add_bytes(bytes.len() as u64);
+                self.metrics
+                    .delivered(&id, &cursor, crate::clock::wall_now());
                 self.out.take(&id, bytes, &cursor);
                 drop(room);
                 self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -355,6 +357,7 @@ impl Delivery {
                 let out = &mut self.out;
                 self.retry.run("close an output", || out.close(&id));
                 self.positions.remove(&id);
+                self.metrics.forgotten(&id);
                 if let Err(e) = self.store.remove(&id) {
                     tracing::warn!(container = %id, error = %e, "could not delete the cursor of a removed container");
                 }
@@ -378,6 +381,7 @@ impl Delivery {
                 p.persisted = p.taken.clone();
             }
         }
+        self.metrics.checkpointed(self.positions.keys());
         // The capturer runs at least until now: what starts after this and is gone by the next
         // start was missed.
         let alive = crate::clock::wall_now();

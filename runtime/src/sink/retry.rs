@@ -39,6 +39,7 @@ impl Retry {
             match op() {
                 Ok(()) => {
                     if self.retries > 0 {
+                        self.metrics.sink_works();
                         tracing::info!(retries = self.retries, "the sink works again");
                         self.logged.clear();
                         self.retries = 0;
