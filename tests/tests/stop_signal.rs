@@ -27,11 +27,13 @@ fn pending(pipe: &impl AsRawFd) -> usize {
     n.max(0) as usize
 }
 
-async fn second_signal_exits_at_once(signal: libc::c_int, name: &str) {
+/// `extra`: more flags (`--log-format json`: then every line of its log is a JSON object).
+async fn second_signal_exits_at_once(signal: libc::c_int, name: &str, extra: &[&str]) {
     let Some(docker) = docker().await else { return };
     let _serial = exclusive().await;
     let (sel, labels) = label(name);
-    let flags = ["--sink", "stdout", "--stop-timeout", "60s"];
+    let mut flags = vec!["--sink", "stdout", "--stop-timeout", "60s"];
+    flags.extend_from_slice(extra);
     let mut cap = Capturer::prepare(name, &sel, &flags);
     cap.pipe_stdout(true);
     cap.restart();
@@ -92,6 +94,16 @@ async fn second_signal_exits_at_once(signal: libc::c_int, name: &str) {
         tail(&log, 20)
     );
     assert!(!log.contains("panicked"), "{}", tail(&log, 20));
+    if extra.contains(&"json") {
+        for line in log.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(
+                v["level"].is_string() && v["fields"]["message"].is_string(),
+                "{line}"
+            );
+        }
+    }
     // Nothing is lost: what the pipe held, then a second run, hold every line.
     let mut first = Vec::new();
     pipe.read_to_end(&mut first).expect("read the stdout pipe");
@@ -126,10 +138,10 @@ async fn second_signal_exits_at_once(signal: libc::c_int, name: &str) {
 
 #[tokio::test]
 async fn a_second_sigterm_during_a_slow_stop_exits_at_once_with_130() {
-    second_signal_exits_at_once(libc::SIGTERM, "sig-term").await;
+    second_signal_exits_at_once(libc::SIGTERM, "sig-term", &[]).await;
 }
 
 #[tokio::test]
-async fn a_second_sigint_during_a_slow_stop_exits_at_once_with_130() {
-    second_signal_exits_at_once(libc::SIGINT, "sig-int").await;
+async fn a_second_sigint_during_a_slow_stop_exits_at_once_with_130_its_logs_json() {
+    second_signal_exits_at_once(libc::SIGINT, "sig-int", &["--log-format", "json"]).await;
 }

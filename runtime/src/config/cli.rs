@@ -22,7 +22,7 @@ underscores, e.g. rotate_every). Precedence: flags > environment > file > defaul
 setting names its key and its source, and exits 2.
 
 Its own logs go to stderr: --log-format text|json, --log-level or LOG_CAPTURER_LOG (an
-EnvFilter directive such as `info` or `info,capturer_runtime::sink=debug`; the flag wins
+EnvFilter directive such as `info` or `info,log_capturer::sink=debug`; the flag wins
 over the variable, which wins over the file's log_level; default info).
 
 Defaults for a system install: when $STATE_DIRECTORY is set (systemd's StateDirectory=),
@@ -256,7 +256,7 @@ pub struct RunArgs {
     )]
     pub log_format: Option<String>,
     /// Level of its own logs: a level (error, warn, info, debug, trace) or an EnvFilter
-    /// directive (info,capturer_runtime::sink=debug); the flag wins over LOG_CAPTURER_LOG,
+    /// directive (info,log_capturer::sink=debug); the flag wins over LOG_CAPTURER_LOG,
     /// which wins over the file's log_level [default: info].
     #[arg(
         long,

@@ -736,10 +736,10 @@ mod tests {
         assert_eq!(s.max_files, Some(2));
         let s = load(
             &[],
-            &[("LOG_CAPTURER_LOG", "info,capturer_runtime::sink=debug")],
+            &[("LOG_CAPTURER_LOG", "info,log_capturer::sink=debug")],
         )
         .unwrap();
-        assert_eq!(s.log_level, "info,capturer_runtime::sink=debug");
+        assert_eq!(s.log_level, "info,log_capturer::sink=debug");
         for (args, key) in [
             (["--log-format", "xml"], "log_format"),
             (["--log-level", "loud=???"], "log_level"),
