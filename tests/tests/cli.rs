@@ -333,6 +333,31 @@ fn version_help_and_completions() {
     ] {
         assert!(help.contains(var), "{var} in:\n{help}");
     }
+    let (code, help, _) = run_full(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("run --help") && help.contains("LOG_CAPTURER_LOG") && help.contains("130"),
+        "{help}"
+    );
+    // Which wins: the flag over LOG_CAPTURER_LOG, which is the level's variable.
+    let (code, out, err) = run_full(
+        &["check-config", "--print"],
+        &[("LOG_CAPTURER_LOG", "warn,log_capturer::sink=debug")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("log_level = \"warn,log_capturer::sink=debug\"  # env LOG_CAPTURER_LOG"),
+        "{out}"
+    );
+    let (code, out, err) = run_full(
+        &["check-config", "--print", "--log-level", "debug"],
+        &[("LOG_CAPTURER_LOG", "warn")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("log_level = \"debug\"  # flag --log-level"),
+        "{out}"
+    );
     let (code, help, _) = run_full(&["check-config", "--help"], &[]);
     assert_eq!(code, 0);
     assert!(

@@ -15,7 +15,10 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-const AFTER_HELP: &str = "\
+/// The rules every subcommand's long help ends with.
+macro_rules! after_help {
+    () => {
+        "\
 Settings: every setting is a flag of `run` and `check-config`, a variable LOG_CAPTURER_<KEY>
 (lists comma-separated) and a key of the --config TOML file (the flag's name with
 underscores, e.g. rotate_every). Precedence: flags > environment > file > defaults. A bad
@@ -31,7 +34,16 @@ the output is ./capture and the cursors OUTPUT/.state.
 
 Exit status: 0 after a graceful stop; 1 when the daemon cannot be reached at start-up, a
 path cannot be used, or the stop timeout passes; 2 for a bad setting; 130 when a second
-SIGINT or SIGTERM cuts a graceful stop short.";
+SIGINT or SIGTERM cuts a graceful stop short."
+    };
+}
+
+const AFTER_HELP: &str = after_help!();
+
+const TOP_AFTER_HELP: &str = concat!(
+    "Every setting, with its variable and default: log-capturer run --help.\n\n",
+    after_help!()
+);
 
 /// Captures the logs of every container on a Docker host, exactly once.
 #[derive(Debug, Parser)]
@@ -39,7 +51,7 @@ SIGINT or SIGTERM cuts a graceful stop short.";
     name = "log-capturer",
     version = VERSION,
     arg_required_else_help = true,
-    after_long_help = AFTER_HELP,
+    after_long_help = TOP_AFTER_HELP,
 )]
 pub struct Cli {
     /// What to do.
