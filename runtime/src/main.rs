@@ -1,8 +1,10 @@
 //! `log-capturer`: captures the logs of every container on a Docker host, exactly once.
 //!
-//! `log-capturer run [OPTIONS]` (see `config.rs` or `--help`). Exit status: 0 after a graceful
-//! stop, 1 when the daemon cannot be reached at start-up or the stop deadline passes, 2 for a
-//! bad setting. `log-capturer audit [OPTIONS]` judges an output against the daemon (`audit/`).
+//! `log-capturer run [OPTIONS]`, `check-config [OPTIONS] [--print]`, `audit [OPTIONS]`,
+//! `completions SHELL` (see
+//! `config/` or `--help`). Exit status: 0 after a graceful stop, 1 when the daemon cannot be
+//! reached at start-up, a path cannot be used or the stop deadline passes, 2 for a bad setting,
+//! 130 when a second SIGINT or SIGTERM cuts the graceful stop short.
 
 mod audit;
 mod clock;
@@ -26,35 +28,90 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{CommandFactory, FromArgMatches};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Settings, HELP};
+use crate::config::cli::{Cli, Command};
+use crate::config::{LogFormat, Settings};
 use crate::container::Registry;
 use crate::metrics::Metrics;
 use crate::supervisor::Supervisor;
 
+/// The exit status when a second SIGINT or SIGTERM cuts a graceful stop short.
+const FORCED_EXIT: u8 = 130;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => {}
-        Some("audit") => return audit::main(&args[1..]),
-        Some("--version" | "version") => {
-            println!("log-capturer {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+    // clap's own errors (an unknown flag, a missing value) print their message and exit 2;
+    // --help and --version exit 0.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Some((_, sub)) = matches.subcommand() else {
+        // `arg_required_else_help` and the derive make this unreachable; be plain about it.
+        eprintln!("log-capturer: no command (see --help)");
+        return ExitCode::from(2);
+    };
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    match cli.command {
+        Command::Run(_) => run_command(sub, &env),
+        Command::Audit(audit) => match Settings::from_matches(sub, &env) {
+            Ok((settings, _)) => audit::main(audit_options(settings, audit)),
+            Err(e) => {
+                eprintln!("log-capturer audit: bad setting: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::CheckConfig(check) => {
+            let (settings, origins) = match Settings::from_matches(sub, &env) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("log-capturer: bad setting: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = config::check::paths_usable(&settings, &origins) {
+                eprintln!("log-capturer: bad setting: {e}");
+                return ExitCode::from(2);
+            }
+            if check.print {
+                print!("{}", config::check::print(&settings, &origins));
+            }
+            eprintln!("log-capturer: the settings are valid");
+            ExitCode::SUCCESS
         }
-        Some("--help" | "-h" | "help") => {
-            println!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{HELP}");
-            return ExitCode::from(2);
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "log-capturer",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
     }
-    if args[1..].iter().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        return ExitCode::SUCCESS;
+}
+
+/// What `audit` judges: the capture `settings` describe, narrowed by the audit's own flags.
+fn audit_options(settings: Settings, args: config::cli::AuditArgs) -> audit::AuditOptions {
+    let label = |l: &config::LabelSelector| match &l.value {
+        Some(v) => format!("{}={v}", l.key),
+        None => l.key.clone(),
+    };
+    audit::AuditOptions {
+        output: settings.output,
+        state_dir: Some(settings.state_dir),
+        docker_host: settings.docker_host,
+        selectors: audit::Selectors {
+            containers: args.containers,
+            include_name: settings.include_name,
+            exclude_name: settings.exclude_name,
+            include_label: settings.include_label.iter().map(label).collect(),
+        },
+        json: args.json,
     }
+}
+
+/// `log-capturer run`.
+fn run_command(matches: &clap::ArgMatches, env: &BTreeMap<String, String>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,21 +128,31 @@ fn main() -> ExitCode {
         let _enter = runtime.enter();
         StopSignals::install()
     };
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(&args[1..], &env) {
-        Ok(s) => s,
+    let settings = match Settings::from_matches(matches, env) {
+        Ok((s, _)) => s,
         Err(e) => {
             eprintln!("log-capturer: bad setting: {e}");
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOG_CAPTURER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let mut filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The NATS client logs every failed reconnect (about one a second while the server is
+    // away); the sink reports each kind of failure once and counts the rest in its metrics.
+    // A level that names async_nats keeps what it asks for.
+    if !settings.log_level.contains("async_nats") {
+        if let Ok(quiet) = "async_nats=warn".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     runtime.block_on(run(settings, stop))
 }
 
@@ -155,10 +222,23 @@ async fn run(settings: Settings, stop: StopSignals) -> ExitCode {
         "log-capturer running; stop with SIGINT or SIGTERM"
     );
     let stop_began: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+    // The first signal begins the graceful stop; a second one ends the process at once.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut stop = stop;
+        stop.next().await;
+        let _ = first_tx.send(());
+        stop.next().await;
+        tracing::error!(
+            exit = FORCED_EXIT,
+            "a second stop signal: exiting now, without finishing the graceful stop; what has no checkpoint yet is read again at the next start"
+        );
+        std::process::exit(i32::from(FORCED_EXIT));
+    });
     let shutdown = {
         let began = stop_began.clone();
         async move {
-            stop.first().await;
+            let _ = first_rx.await;
             *began.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         }
     };
@@ -217,10 +297,10 @@ impl StopSignals {
         }
     }
 
-    /// Resolves at the first SIGINT or SIGTERM, including one delivered before this is polled.
-    async fn first(self) {
-        match (self.term, self.int) {
-            (Ok(mut term), Ok(mut int)) => {
+    /// Resolves at the next SIGINT or SIGTERM, including one delivered before this is polled.
+    async fn next(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Ok(term), Ok(int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}

@@ -10,7 +10,7 @@ mod daemon;
 mod report;
 mod select;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,29 +23,6 @@ use daemon::{Daemon, Held};
 use report::{Named, Report, Verdict};
 pub use select::Selectors;
 use select::{Candidate, Selection};
-
-/// The usage of `log-capturer audit`.
-pub const HELP: &str = "\
-log-capturer audit: compares the file output with the daemon's logs, per container and stream
-
-usage: log-capturer audit [OPTIONS]
-
-  --output DIR               the file sink's output directory (default ./capture)
-  --state-dir DIR            the capturer's state directory (default <output>/.state)
-  --docker-host URL          unix:///path or tcp://host:port (default $DOCKER_HOST, else
-                             unix:///var/run/docker.sock)
-  --container NAME_OR_ID     judge this container (repeatable; a full id or an id prefix)
-  --include-name GLOB        judge containers whose name matches (repeatable)
-  --exclude-name GLOB        do not judge containers whose name matches (repeatable)
-  --include-label KEY[=VAL]  judge containers with this label (repeatable)
-  --json                     the report as one JSON object
-  -h, --help                 this text
-
-It judges every container the output or the state directory knows (with --container,
---include-name, --exclude-name or --include-label: those selected), and names the containers
-the daemon lists that the capture does not know.
-Exit status: 0 when every judged container is exact, 1 when a difference is found, 2 for a
-bad argument, 3 when the output, the state or the daemon cannot be read.";
 
 /// Everything an audit needs: plain values, so any command-line parser can fill it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,21 +53,8 @@ pub enum AuditError {
     Daemon(String),
 }
 
-/// `log-capturer audit ARGS`: parses `args` (after `audit`), audits, prints the report, and
-/// returns the exit status.
-pub fn main(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let opts = match parse_args(args, &env) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("log-capturer audit: {e}\n\n{HELP}");
-            return ExitCode::from(2);
-        }
-    };
+/// `log-capturer audit`: audits, prints the report, and returns the exit status.
+pub fn main(opts: AuditOptions) -> ExitCode {
     // Unreadable cursor files are reported as `run` reports them.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
@@ -142,50 +106,6 @@ pub async fn run(opts: AuditOptions) -> ExitCode {
             ExitCode::from(3)
         }
     }
-}
-
-/// The options from `args` (after `audit`) and the environment (`DOCKER_HOST`).
-pub fn parse_args(args: &[String], env: &BTreeMap<String, String>) -> Result<AuditOptions, String> {
-    let mut opts = AuditOptions {
-        output: PathBuf::from("./capture"),
-        state_dir: None,
-        docker_host: env
-            .get("DOCKER_HOST")
-            .cloned()
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
-        selectors: Selectors::default(),
-        json: false,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--json" {
-            opts.json = true;
-            continue;
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (flag.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name {
-            "--output" => opts.output = PathBuf::from(value()?),
-            "--state-dir" => opts.state_dir = Some(PathBuf::from(value()?)),
-            "--docker-host" => opts.docker_host = value()?,
-            "--container" => opts.selectors.containers.push(value()?),
-            "--include-name" => opts.selectors.include_name.push(value()?),
-            "--exclude-name" => opts.selectors.exclude_name.push(value()?),
-            "--include-label" => opts.selectors.include_label.push(value()?),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Selection::new(&opts.selectors).map_err(|e| format!("bad glob {e}"))?;
-    Ok(opts)
 }
 
 /// Makes the audit: the report, or why it could not be made.
@@ -301,48 +221,4 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, AuditError> {
         containers,
         not_captured,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn flags_parse_and_bad_ones_are_refused() {
-        let env = BTreeMap::from([("DOCKER_HOST".to_owned(), "tcp://h:1".to_owned())]);
-        let o = parse_args(
-            &args(&[
-                "--output",
-                "/o",
-                "--container=web",
-                "--container",
-                "abc",
-                "--include-label",
-                "k=v",
-                "--json",
-            ]),
-            &env,
-        )
-        .unwrap();
-        assert_eq!(o.output, PathBuf::from("/o"));
-        assert_eq!(o.state_dir, None);
-        assert_eq!(o.docker_host, "tcp://h:1");
-        assert_eq!(o.selectors.containers, ["web", "abc"]);
-        assert_eq!(o.selectors.include_label, ["k=v"]);
-        assert!(o.json);
-        let o = parse_args(&args(&["--docker-host", "unix:///s"]), &BTreeMap::new()).unwrap();
-        assert_eq!(o.docker_host, "unix:///s");
-        for bad in [
-            &["--output"][..],
-            &["--frobnicate"],
-            &["--include-name", "["],
-            &["--state-dir="],
-        ] {
-            assert!(parse_args(&args(bad), &env).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -239,6 +239,10 @@ pub fn spawn(
         SinkKind::File => Box::new(file::FileOutput::new(
             settings.output.clone(),
             settings.max_file_size,
+            settings.max_files.map(|max_files| file::Retention {
+                max_files,
+                state_dir: settings.state_dir.clone(),
+            }),
         )?),
         SinkKind::Stdout => Box::new(stdout::StdoutOutput::new()?),
         SinkKind::Nats => Box::new(nats::NatsOutput::new(settings.nats.clone())?),
