@@ -15,6 +15,7 @@ pub mod loki;
 pub mod memory;
 pub mod nats;
 pub mod nats_auth;
+pub mod pipe;
 pub mod rng;
 pub mod tls;
 

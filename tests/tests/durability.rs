@@ -17,7 +17,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use capturer_tests::exact::{
     unique_at_least, wait_until,
 };
 use capturer_tests::gated::{kill_at_random, GatedWriters};
+use capturer_tests::pipe::wait_until_full;
 use capturer_tests::rng::{seed, Rng};
 use capturer_tests::{daemon_lines, docker, remove, start, wait_exit, DaemonLine};
 
@@ -361,15 +361,6 @@ async fn a_stop_while_the_disk_is_full_ends_in_time_with_one_message_and_loses_n
     drop(cap);
 }
 
-/// Bytes waiting in a pipe (`FIONREAD`).
-fn pending(pipe: &impl AsRawFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer, which points at `n`.
-    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
-    assert_eq!(rc, 0, "FIONREAD on the stdout pipe");
-    n.max(0) as usize
-}
-
 #[tokio::test]
 async fn a_stop_while_stdout_is_not_read_ends_in_time_and_loses_nothing() {
     let Some(docker) = docker().await else { return };
@@ -388,20 +379,7 @@ async fn a_stop_while_stdout_is_not_read_ends_in_time_and_loses_nothing() {
         .expect("start");
     wait_exit(&docker, &id).await;
     // Full: nothing more comes for a second.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut held, mut since) = (0, Instant::now());
-    while since.elapsed() < Duration::from_secs(1) || held == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the stdout pipe never filled ({held} bytes):\n{}",
-            tail(&cap.log_text(), 40)
-        );
-        let now = pending(&pipe);
-        if now != held {
-            (held, since) = (now, Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let held = wait_until_full(&cap, &pipe).await;
     assert!(
         held >= 32 * 1024,
         "the pipe holds {held} bytes: the capturer was not blocked on it"

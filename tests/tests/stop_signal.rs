@@ -11,21 +11,12 @@
 #![allow(clippy::expect_used)]
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use capturer_tests::capturer::{exclusive, Capturer, Lenient};
 use capturer_tests::exact::{label, pairs, spec, tail};
+use capturer_tests::pipe::wait_until_full;
 use capturer_tests::{docker, remove, start, wait_exit};
-
-/// Bytes waiting in a pipe (`FIONREAD`).
-fn pending(pipe: &impl AsRawFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer, which points at `n`.
-    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
-    assert_eq!(rc, 0, "FIONREAD on the stdout pipe");
-    n.max(0) as usize
-}
 
 /// `extra`: more flags (`--log-format json`: then every line of its log is a JSON object).
 async fn second_signal_exits_at_once(signal: libc::c_int, name: &str, extra: &[&str]) {
@@ -43,20 +34,7 @@ async fn second_signal_exits_at_once(signal: libc::c_int, name: &str, extra: &[&
         .expect("start");
     wait_exit(&docker, &id).await;
     // The pipe is full: nothing more comes for a second.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut held, mut since) = (0, Instant::now());
-    while since.elapsed() < Duration::from_secs(1) || held == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the stdout pipe never filled ({held} bytes):\n{}",
-            tail(&cap.log_text(), 40)
-        );
-        let now = pending(&pipe);
-        if now != held {
-            (held, since) = (now, Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_full(&cap, &pipe).await;
     let pid = cap.pid();
     // SAFETY: kill(2) on the pid of our own child process.
     unsafe { libc::kill(pid, signal) };
