@@ -20,6 +20,14 @@ pub enum Command {
         /// Where to resume.
         since: Since,
     },
+    /// Spawn reader `generation` like `OpenStream`, but with `tail=<lines>` instead of `since`:
+    /// the daemon reads the log's last `lines` entries from its end, then follows.
+    OpenTail {
+        /// The new generation.
+        generation: Generation,
+        /// K: how many entries, of both streams together.
+        lines: u64,
+    },
     /// Tell reader `generation` to stop; its exit comes back as `ReaderExited`.
     CancelReader {
         /// The generation to stop.
@@ -50,6 +58,9 @@ pub enum CancelReason {
     BadFrame,
     /// The capturer is stopping.
     Stop,
+    /// A tail reopen cannot prove it reached back to the cursor: reopen with a longer tail,
+    /// or with `since`.
+    TailMissed,
 }
 
 /// Something worth telling an operator.

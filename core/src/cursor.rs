@@ -64,6 +64,11 @@ pub struct Cursor {
     /// Not persisted: every generation starts counting from zero.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) replayed: [u64; 3],
+    /// The stream of the last delivered message, while this process's deliveries are known
+    /// to be a prefix of the log (see [`tail`](crate::tail)). Not persisted: a cursor read back
+    /// from disk reopens with `since`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) last: Option<Stream>,
 }
 
 impl Cursor {
@@ -74,6 +79,7 @@ impl Cursor {
             streams,
             positions: [Position { ts: start, n: 0 }; 3],
             replayed: [0; 3],
+            last: None,
         }
     }
 
@@ -103,6 +109,40 @@ impl Cursor {
         ts.to_since()
     }
 
+    /// The stream of the last delivered message, if a tail reopen may rely on it.
+    pub fn last(&self) -> Option<Stream> {
+        self.last
+    }
+
+    /// A tail reopen may no longer rely on this cursor (a message was left half received, or
+    /// the cursor went back): the next reopen uses `since`.
+    pub fn forget_last(&mut self) {
+        self.last = None;
+    }
+
+    /// Whether [`accept`](Self::accept) would deliver this message (nothing changes).
+    pub(crate) fn would_deliver(&self, stream: Stream, ts: Timestamp) -> bool {
+        let i = stream.index();
+        let pos = self.positions[i];
+        ts > pos.ts || (ts == pos.ts && self.replayed[i] >= pos.n)
+    }
+
+    /// Messages of `stream` stamped at its position seen by the current generation.
+    pub(crate) fn replayed(&self, stream: Stream) -> u64 {
+        self.replayed[stream.index()]
+    }
+
+    /// The current generation has passed the last delivered message, of stream `except`: every
+    /// message of the other streams stamped at their positions has been delivered, so their
+    /// counts are complete whatever of them this generation saw.
+    pub(crate) fn complete_counts(&mut self, except: Stream) {
+        for s in Stream::ALL {
+            if s != except {
+                self.replayed[s.index()] = self.positions[s.index()].n;
+            }
+        }
+    }
+
     /// Forgets what the previous generation saw: the next one replays from `since()`.
     pub fn begin_generation(&mut self) {
         self.replayed = [0; 3];
@@ -124,6 +164,7 @@ impl Cursor {
         if ts > pos.ts {
             *pos = Position { ts, n: 1 };
             self.replayed[i] = 1;
+            self.last = Some(stream);
             return Verdict::Deliver;
         }
         self.replayed[i] += 1;
@@ -131,6 +172,7 @@ impl Cursor {
             Verdict::Duplicate
         } else {
             pos.n = self.replayed[i];
+            self.last = Some(stream);
             Verdict::Deliver
         }
     }

@@ -64,7 +64,10 @@
 //! The [`cursor`] keeps, per stream, the timestamp of the last delivered message at nanosecond
 //! precision and how many messages stamped exactly that were delivered; reopening at the
 //! minimum over the streams and dropping what the inclusive `since` replays delivers each line
-//! once, under the daemon's disordered stdout/stderr. [`rewind`] drops what the daemon sends
+//! once, under the daemon's disordered stdout/stderr. A reopen after a generation that
+//! delivered asks instead for the log's last entries ([`tail`]: `tail=K`, whose cost does not grow
+//! with the log) and uses them only once they prove they reach back to the cursor, else `since`
+//! again. [`rewind`] drops what the daemon sends
 //! twice within one stream, [`partial`] merges the daemon's 16 KiB parts back into one line;
 //! [`frame`] decodes the byte stream.
 //!
@@ -97,6 +100,7 @@ pub mod rewind;
 pub mod scope;
 pub mod stream;
 mod sync;
+pub mod tail;
 pub mod time;
 pub mod timestamp;
 
@@ -111,5 +115,6 @@ pub use machine::{Config, ContainerMachine, LiveTasks, Phase, Violation};
 pub use mutant::Mutant;
 pub use partial::Message;
 pub use stream::{Stream, StreamSet};
+pub use tail::Opening;
 pub use time::Instant;
 pub use timestamp::{Since, Timestamp};

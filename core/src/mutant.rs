@@ -26,6 +26,9 @@ pub enum Mutant {
     /// Take a draining read's clean end for the end of the log even if the container started
     /// during the read (the answer then followed the new run, which can end early).
     TrustDrainingEnd,
+    /// Take a tail reopen's response as reaching back to the cursor without its proof: a
+    /// tail shorter than what was written since the cursor leaves a gap.
+    TrustTail,
 }
 
 /// The cursor's verdict, as the configured variant gives it.
@@ -44,6 +47,7 @@ pub(crate) fn judge(
                 Verdict::Duplicate
             } else {
                 *pos = Position { ts, n: 1 };
+                cursor.last = Some(stream);
                 Verdict::Deliver
             }
         }
@@ -56,6 +60,7 @@ pub(crate) fn judge(
             } else {
                 let n = if second == pos.ts { pos.n + 1 } else { 1 };
                 *pos = Position { ts: second, n };
+                cursor.last = Some(stream);
                 Verdict::Deliver
             }
         }
@@ -63,7 +68,8 @@ pub(crate) fn judge(
             Mutant::SharedScope
             | Mutant::EagerRotation
             | Mutant::TrustResends
-            | Mutant::TrustDrainingEnd,
+            | Mutant::TrustDrainingEnd
+            | Mutant::TrustTail,
         )
         | None => cursor.accept(stream, ts),
     }

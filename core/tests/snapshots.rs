@@ -9,7 +9,7 @@ mod trace;
 use capturer_core::{
     Cursor, Event, Generation, ReadError, ReaderExit, Stream, StreamSet, Timestamp,
 };
-use trace::{config, stamp, Trace};
+use trace::{config, stamp, tail_config, Trace};
 
 const G1: Generation = Generation(1);
 const G2: Generation = Generation(2);
@@ -542,4 +542,73 @@ fn lines_a_full_sink_never_took_are_read_again() {
     t.at(103).frame(2, Stream::Stdout, 11, b"never taken\n");
     assert_eq!(t.messages(Stream::Stdout), ["taken", "never taken"]);
     insta::assert_snapshot!("lines_a_full_sink_never_took_are_read_again", t.text);
+}
+
+/// g1 delivered o10 e15 o20 e25 (file order) and was rotated: stderr delivered last.
+fn tail_after_rotation(tries: u32) -> Trace {
+    let mut t = Trace::new(capturer_core::Config {
+        tail_tries: tries,
+        ..tail_config(2)
+    });
+    t.at(0).on(Event::ContainerStarted);
+    t.at(1).on(Event::StreamOpened { generation: G1 });
+    t.at(10).frame(1, Stream::Stdout, 10, b"o10\n");
+    t.at(10).frame(1, Stream::Stderr, 15, b"e15\n");
+    t.at(20).frame(1, Stream::Stdout, 20, b"o20\n");
+    t.at(30).frame(1, Stream::Stderr, 25, b"e25\n");
+    t.at(110).on(Event::RotationDue);
+    t.at(111).on(Event::ReaderExited {
+        generation: G1,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(112).on(Event::StreamOpened { generation: G2 });
+    t
+}
+
+#[test]
+fn tail_reopen_that_reaches_back_resumes_after_the_last_line() {
+    let mut t = tail_after_rotation(3);
+    // Too short: the first stderr message is the last one delivered, not one before it, so
+    // the tail may have begun after it. Nothing of g2 is used; g3 asks twice as much.
+    t.at(113).frame(2, Stream::Stdout, 20, b"o20\n");
+    t.at(113).frame(2, Stream::Stderr, 25, b"e25\n");
+    t.at(113).frame(2, Stream::Stdout, 30, b"o30\n");
+    t.at(114).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(115).on(Event::StreamOpened { generation: G3 });
+    // e15 is the proof: the response holds everything after e25.
+    t.at(116).frame(3, Stream::Stderr, 15, b"e15\n");
+    t.at(116).frame(3, Stream::Stdout, 20, b"o20\n");
+    t.at(116).frame(3, Stream::Stderr, 25, b"e25\n");
+    t.at(117).frame(3, Stream::Stdout, 30, b"o30\n");
+    t.at(117).frame(3, Stream::Stderr, 35, b"e35\n");
+    assert_eq!(t.messages(Stream::Stdout), ["o10", "o20", "o30"]);
+    assert_eq!(t.messages(Stream::Stderr), ["e15", "e25", "e35"]);
+    insta::assert_snapshot!(
+        "tail_reopen_that_reaches_back_resumes_after_the_last_line",
+        t.text
+    );
+}
+
+#[test]
+fn tail_reopen_delivers_nothing_before_its_proof() {
+    let mut t = tail_after_rotation(1);
+    // A new line before the proof: the proof cannot come after it (it would be older), so
+    // the tail began after the cursor. o30 is not delivered; after one miss, `since`.
+    t.at(113).frame(2, Stream::Stdout, 30, b"o30\n");
+    t.at(113).frame(2, Stream::Stderr, 35, b"e35\n");
+    t.at(114).on(Event::ReaderExited {
+        generation: G2,
+        exit: ReaderExit::Cancelled,
+    });
+    t.at(115).on(Event::StreamOpened { generation: G3 });
+    t.at(116).frame(3, Stream::Stdout, 20, b"o20\n");
+    t.at(116).frame(3, Stream::Stderr, 25, b"e25\n");
+    t.at(116).frame(3, Stream::Stdout, 30, b"o30\n");
+    t.at(116).frame(3, Stream::Stderr, 35, b"e35\n");
+    assert_eq!(t.messages(Stream::Stdout), ["o10", "o20", "o30"]);
+    assert_eq!(t.messages(Stream::Stderr), ["e15", "e25", "e35"]);
+    insta::assert_snapshot!("tail_reopen_delivers_nothing_before_its_proof", t.text);
 }

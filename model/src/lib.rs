@@ -25,23 +25,25 @@ pub use system::{Action, Bounds, CaptureModel, Options, RuntimeMutant, State};
 use capturer_core::Mutant;
 
 /// Every mutant, by the name `capturer-model check --mutant` and `CAPTURER_FUZZ_MUTANT` take.
-pub const MUTANTS: [(&str, Mutant); 6] = [
+pub const MUTANTS: [(&str, Mutant); 7] = [
     ("shared-scope", Mutant::SharedScope),
     ("strictly-greater", Mutant::StrictlyGreaterCursor),
     ("whole-second", Mutant::WholeSecondCursor),
     ("eager-rotation", Mutant::EagerRotation),
     ("trust-resends", Mutant::TrustResends),
     ("trust-draining-end", Mutant::TrustDrainingEnd),
+    ("trust-tail", Mutant::TrustTail),
 ];
 
 /// The mutants' names, in order.
-pub const MUTANT_NAMES: [&str; 6] = [
+pub const MUTANT_NAMES: [&str; 7] = [
     MUTANTS[0].0,
     MUTANTS[1].0,
     MUTANTS[2].0,
     MUTANTS[3].0,
     MUTANTS[4].0,
     MUTANTS[5].0,
+    MUTANTS[6].0,
 ];
 
 /// The mutant called `name`.

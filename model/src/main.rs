@@ -29,7 +29,7 @@
 //!   --rule A|B|both        the daemon's since rule (default both)
 //!   --mutant NAME          the machine's: shared-scope | strictly-greater |
 //!                          whole-second | eager-rotation | trust-resends |
-//!                          trust-draining-end; the runtime's: persist-before-ack |
+//!                          trust-draining-end | trust-tail; the runtime's: persist-before-ack |
 //!                          no-recovery | sync-own-writes-only | unnoticed-heartbeat-exit
 //!   --bfs                  breadth first without symmetry (shortest traces, more states)
 //!   --product              interleave the containers' steps in every order (a product)

@@ -241,8 +241,12 @@ pub enum Stage {
 pub struct ReaderTask {
     /// Its generation.
     pub generation: Generation,
-    /// The `since` it asked for.
+    /// The `since` it asked for (zero with a tail).
     pub since: Timestamp,
+    /// The tail it asked for (`tail=K`: the last K entries when the daemon answers), if any.
+    pub tail: Option<u8>,
+    /// The first file index the daemon may send: where its tail began (0 without one).
+    pub from: u8,
     /// Where it stands.
     pub stage: Stage,
     /// The next file index the daemon looks at.
@@ -610,6 +614,12 @@ impl CaptureModel {
                 jitter_seed: 0,
             },
             partial_cap: DEFAULT_CAP,
+            // Tails as short as one entry, so that a tail can miss the cursor in a log of a
+            // few entries (the runtime's floor is 1000); one miss falls back to `since` (every
+            // further try multiplies the states: 8x at three tries, `docs/model.md`).
+            tail_floor: 1,
+            tail_tries: 1,
+            tail_pace: false,
             mutant: opts.mutant,
         };
         CaptureModel {
@@ -866,7 +876,7 @@ impl CaptureModel {
     /// The entries `r` has sent so far, in order (the daemon's since rule replayed).
     fn sent_entries(&self, r: &ReaderTask) -> Vec<usize> {
         let mut filtering = true;
-        (0..usize::from(r.sent))
+        (usize::from(r.from)..usize::from(r.sent))
             .filter(|&i| {
                 let newer = self.log[i].ts >= r.since;
                 let sends = match self.opts.since_rule {
@@ -1045,7 +1055,7 @@ impl CaptureModel {
                 let n = name(c);
                 if a == Action::StartBeforeAnswer(c) {
                     for r in &mut st.containers[c].readers {
-                        if r.stage == Stage::Open && !r.follow && r.sent == 0 {
+                        if r.stage == Stage::Open && !r.follow && r.sent == r.from {
                             r.end_at = None;
                             r.follow = true;
                             let generation = r.generation;
@@ -1576,6 +1586,14 @@ impl CaptureModel {
                     r.stage = Stage::Open;
                     r.end_at = (!k.running).then_some(k.written);
                     r.follow = k.running;
+                    if let Some(lines) = r.tail {
+                        // `tail=K`: the last K entries of the log as it stands, then the rest.
+                        r.from = k.written.saturating_sub(lines);
+                        r.pos = r.from;
+                        r.sent = r.from;
+                        let from = r.from;
+                        notes.add(|| format!("    {generation}: its tail begins at entry #{from}"));
+                    }
                     notes.add(|| {
                         let what = if k.running {
                             "follows the running container"
@@ -1593,13 +1611,24 @@ impl CaptureModel {
     /// Carries out one command, as the runtime does.
     fn execute(&self, k: &mut Container, cmd: Command) {
         match cmd {
-            Command::OpenStream { generation, since } => {
+            Command::OpenStream { .. } | Command::OpenTail { .. } => {
+                let (generation, since, tail) = match cmd {
+                    Command::OpenTail { generation, lines } => (
+                        generation,
+                        Timestamp(0),
+                        Some(u8::try_from(lines).unwrap_or(u8::MAX)),
+                    ),
+                    Command::OpenStream { generation, since } => (generation, since.0, None),
+                    _ => return,
+                };
                 if !k.readers.is_empty() {
                     flaw(k, Flaw::TwoReaders);
                 }
                 k.readers.push(ReaderTask {
                     generation,
-                    since: since.0,
+                    since,
+                    tail,
+                    from: 0,
                     stage: Stage::Requested,
                     pos: 0,
                     filtering: true,
@@ -1749,7 +1778,7 @@ impl CaptureModel {
             actions.push(Action::Start(c));
             if k.readers
                 .iter()
-                .any(|r| r.stage == Stage::Open && !r.follow && r.sent == 0)
+                .any(|r| r.stage == Stage::Open && !r.follow && r.sent == r.from)
             {
                 actions.push(Action::StartBeforeAnswer(c));
             }
@@ -1779,7 +1808,7 @@ impl CaptureModel {
                     if budget.reader_errors > 0 {
                         actions.push(Action::ReaderError(c, i));
                     }
-                    if budget.resends > 0 && may_send && r.sent > 0 && r.pos == r.sent {
+                    if budget.resends > 0 && may_send && r.sent > r.from && r.pos == r.sent {
                         for from in self.resend_starts(r) {
                             actions.push(Action::Resend(c, i, from));
                         }
@@ -1941,6 +1970,7 @@ fn show_command(cmd: &Command) -> String {
         Command::OpenStream { generation, since } => {
             format!("OpenStream({generation}, since {})", rel(since.0))
         }
+        Command::OpenTail { generation, lines } => format!("OpenTail({generation}, tail {lines})"),
         Command::CancelReader { generation, reason } => {
             format!("CancelReader({generation}, {reason:?})")
         }

@@ -396,6 +396,27 @@ fn trust_resends_mutant_is_caught() {
     assert!(trace.iter().any(|l| l.contains("Duplicate")), "{trace:#?}");
 }
 
+/// `Mutant::TrustTail`: a tail reopen taken to reach back to the cursor without its proof.
+/// A tail of one entry after the container wrote two since the cursor skips one: caught by the
+/// oracle (a line out of order, then missing) under both since rules.
+#[test]
+fn trust_tail_mutant_is_caught() {
+    let bounds = Bounds {
+        rotations: 2,
+        ..small(4)
+    };
+    for rule in SinceRule::ALL {
+        let opts = options(bounds.clone(), rule, Some(Mutant::TrustTail));
+        let out = check(&opts);
+        let failing = failing(&out);
+        println!("TrustTail, rule {rule:?}: failing {failing:?}");
+        assert!(failing.contains(&names::PREFIX), "{failing:?}");
+    }
+    let opts = options(bounds, SinceRule::SkipAllOlder, Some(Mutant::TrustTail));
+    let trace = shortest_trace(&opts, names::PREFIX);
+    assert!(trace.iter().any(|l| l.contains("OpenTail")), "{trace:#?}");
+}
+
 /// The start-up listing before the watermark (`--old-discovery`): a container created, run and
 /// stopped while the capturer was down has no saved cursor and does not run, so it is skipped
 /// and its lines are never read (issue case 4). With the watermark it is drained.

@@ -51,7 +51,7 @@ pub struct Reader {
     /// Its generation.
     pub generation: Generation,
     /// Where to resume.
-    pub since: Since,
+    pub from: Start,
     /// The daemon.
     pub endpoint: Endpoint,
     /// The API version prefix, e.g. `v1.41`.
@@ -70,6 +70,26 @@ pub struct Reader {
     /// The longest a busy stream stays off the poller before its next read (zero: never); see
     /// `crate::pace` for how long it actually does.
     pub pause: Duration,
+}
+
+/// Where a generation's stream begins, as the machine said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// `since=`: the daemon decodes the log from its first entry (none when zero).
+    Since(Since),
+    /// `tail=`: the log's last entries, read from its end.
+    Tail(u64),
+}
+
+impl Start {
+    /// The request's query parameter, with its `&`.
+    fn query(self) -> String {
+        match self {
+            Start::Since(since) if since.0 .0 == 0 => String::new(),
+            Start::Since(since) => format!("&since={since}"),
+            Start::Tail(lines) => format!("&tail={lines}"),
+        }
+    }
 }
 
 /// How a generation ended, as the supervisor passes it to the machine.
@@ -152,13 +172,9 @@ impl Reader {
         let cancelled = Outcome {
             exit: ReaderExit::Cancelled,
         };
-        let since = if self.since.0 .0 == 0 {
-            String::new()
-        } else {
-            format!("&since={}", self.since)
-        };
+        let from = self.from.query();
         let request = format!(
-            "GET /{}/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1{since} HTTP/1.1\r\n\
+            "GET /{}/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1{from} HTTP/1.1\r\n\
              Host: docker\r\nUser-Agent: log-capturer\r\n\r\n",
             self.api_version, self.shared.id
         );

@@ -34,7 +34,7 @@ use crate::docker::{self, ContainerMeta, Endpoint};
 use crate::filter::{Filter, Subject};
 use crate::heartbeat::{self, Tick};
 use crate::metrics::Metrics;
-use crate::reader::{OutcomeSlot, Reader};
+use crate::reader::{OutcomeSlot, Reader, Start};
 use crate::sink::{self, SinkMsg, SinkSender};
 use crate::state::Mark;
 use crate::state::{SavedCursor, StateStore, Watch};
@@ -635,7 +635,12 @@ impl Supervisor {
         let id = shared.id.clone();
         tracing::trace!(container = %id, ?command, "command");
         match command {
-            Command::OpenStream { generation, since } => {
+            Command::OpenStream { .. } | Command::OpenTail { .. } => {
+                let (generation, from) = match command {
+                    Command::OpenTail { generation, lines } => (generation, Start::Tail(lines)),
+                    Command::OpenStream { generation, since } => (generation, Start::Since(since)),
+                    _ => return,
+                };
                 let scope = Scope::named("reader");
                 let Some(guard) = scope.enter() else { return };
                 scope.close();
@@ -648,7 +653,7 @@ impl Supervisor {
                 let reader = Reader {
                     shared: shared.clone(),
                     generation,
-                    since,
+                    from,
                     endpoint: self.endpoint.clone(),
                     api_version: self.api_version.clone(),
                     sink: self.sink.clone(),

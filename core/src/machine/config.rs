@@ -20,6 +20,14 @@ pub struct Config {
     pub backoff: Backoff,
     /// The longest message; longer lines are cut into messages marked truncated.
     pub partial_cap: usize,
+    /// The shortest tail a reopen asks for (entries of both streams); 0: always `since`.
+    pub tail_floor: u64,
+    /// Tails in a row that may miss the cursor before a reopen falls back to `since`.
+    pub tail_tries: u32,
+    /// Whether K grows with the pace of the last generation (lines per second times the time
+    /// since its last line). No K can make a tail unsound (the proof decides), so the model,
+    /// whose clock jumps by whole deadlines, turns it off and explores the short tails.
+    pub tail_pace: bool,
     /// A known bug to re-create, for checking the checkers. Exists only with the `mutants`
     /// feature, which the model, the fuzzer and the tests turn on and the runtime never does.
     #[cfg(feature = "mutants")]
@@ -33,6 +41,9 @@ impl Default for Config {
             heartbeat_every: Duration::from_secs(30),
             backoff: Backoff::default(),
             partial_cap: DEFAULT_CAP,
+            tail_floor: 1000,
+            tail_tries: 3,
+            tail_pace: true,
             #[cfg(feature = "mutants")]
             mutant: None,
         }

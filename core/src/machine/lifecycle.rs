@@ -21,6 +21,7 @@
 
 use crate::command::CancelReason;
 use crate::rewind::Rewind;
+use crate::tail::Proof;
 use crate::time::Instant;
 
 use super::phase::Phase;
@@ -107,6 +108,8 @@ pub(super) struct Reader {
     pub(super) complete: bool,
     /// It was told to stop, and why.
     pub(super) cancel: Option<CancelReason>,
+    /// Opened with a tail: what it must receive before it may deliver (see `tail`).
+    pub(super) proof: Option<Box<Proof>>,
 }
 
 impl Reader {
@@ -122,6 +125,7 @@ impl Reader {
             draining,
             complete: false,
             cancel: None,
+            proof: None,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::mutant;
 use crate::partial::{Message, Partials};
 use crate::rewind::Seen;
 use crate::stream::Stream;
+use crate::tail::{Opening, Proof, Stage, Tails};
 use crate::time::Instant;
 
 pub use config::Config;
@@ -51,6 +52,8 @@ pub struct ContainerMachine {
     /// Generations retired as stalled before their first frame: each doubles how long the
     /// next one may wait for its first frame (the daemon scans the whole log first).
     slow_starts: u32,
+    /// How the next generation opens: what the tail reopen remembers.
+    tails: Tails,
     cursor: Cursor,
     partials: Partials,
     out: VecDeque<Command>,
@@ -73,8 +76,11 @@ struct Container {
 impl ContainerMachine {
     /// A machine for a container known by the runtime, resuming from `cursor`. It does nothing
     /// until told the container is running (or stopped, to read what is there once).
-    pub fn new(config: Config, cursor: Cursor) -> ContainerMachine {
+    pub fn new(config: Config, mut cursor: Cursor) -> ContainerMachine {
         let cap = config.partial_cap;
+        // What happened before this machine is not known (a crash may have kept one stream's
+        // records and lost the other's): its first reopen uses `since`.
+        cursor.forget_last();
         ContainerMachine {
             config,
             container: Container {
@@ -90,6 +96,7 @@ impl ContainerMachine {
             opened: Generation(0),
             failures: 0,
             slow_starts: 0,
+            tails: Tails::default(),
             cursor,
             partials: Partials::new(cap),
             out: VecDeque::new(),
@@ -271,6 +278,9 @@ impl ContainerMachine {
         }
         let streams = self.cursor.streams();
         self.cursor = kept.clone();
+        // Lines after `kept` will be read again, some of them perhaps half: prove nothing
+        // from this cursor's last message, reopen with `since`.
+        self.cursor.forget_last();
         for s in streams.iter() {
             self.cursor.admit(s);
         }
@@ -552,23 +562,43 @@ impl ContainerMachine {
             }
         };
         r.framed = true;
+        if r.proof.as_mut().is_some_and(|p| !p.frame()) {
+            return self.tail_missed();
+        }
         if !trust && r.rewind.judge(stream, stamped.ts, stamped.payload) == Seen::Resent {
             sink.dropped(stream, Verdict::Resent);
             return Flow::Continue;
         }
-        let delivered = self.deliver_with(sink, |partials, out| {
+        let mut proof = r.proof.take();
+        let delivered = self.deliver_with(sink, proof.as_deref_mut(), |partials, out| {
             partials.push(stream, stamped.ts, stamped.ts_text, stamped.payload, out)
         });
+        let missed = proof.as_ref().is_some_and(|p| p.stage() == Stage::Missed);
+        if let Some(r) = self.reader_mut() {
+            r.proof = proof;
+        }
         if delivered {
             self.progressed(now);
         }
+        if missed {
+            return self.tail_missed();
+        }
         Flow::Continue
+    }
+
+    /// The live tail generation cannot prove it reached back to the cursor: it delivers
+    /// nothing more, and is cancelled; the next one is longer, or uses `since`.
+    fn tail_missed(&mut self) -> Flow {
+        self.rotate(CancelReason::TailMissed);
+        Flow::Stop
     }
 
     /// The live generation delivered a new line. The first time, the rotation is armed: a
     /// generation is retired `rotate_every` after it began to make progress, never before.
     fn progressed(&mut self, now: Instant) {
         let rotate_every = self.config.rotate_every;
+        let first = !self.reader().is_some_and(|r| r.delivered);
+        self.tails.delivered(now, first, self.config.tail_pace);
         match &mut self.lifecycle {
             Lifecycle::Capturing(Capture {
                 reader: ReaderSlot::Live { reader, rotate_at },
@@ -604,17 +634,26 @@ impl ContainerMachine {
             return;
         }
         r.ended = true;
-        if !r.draining || !(stopped_throughout || trust) {
+        let unproven = r.proof.as_ref().is_some_and(|p| !p.settled());
+        if !r.draining || !(stopped_throughout || trust) || unproven {
             // A follow stream can end before it sent all of the log (measured: with unread
             // data in the file), so an unfinished line here may go on: the draining read
             // that follows sees it whole. A read opened as draining was a follow too if the
-            // container started before the daemon answered it.
-            self.partials.discard();
+            // container started before the daemon answered it. A tail that never proved it
+            // reached back to the cursor read nothing it may use.
+            self.drop_partials(unproven);
             return;
         }
         r.complete = true;
         // A draining read saw the whole log: what is unfinished is a last line without newline.
-        if self.deliver_with(sink, |partials, out| partials.flush(out)) {
+        let mut proof = self.reader_mut().and_then(|r| r.proof.take());
+        let flushed = self.deliver_with(sink, proof.as_deref_mut(), |partials, out| {
+            partials.flush(out)
+        });
+        if let Some(r) = self.reader_mut() {
+            r.proof = proof;
+        }
+        if flushed {
             if let Some(r) = self.reader_mut() {
                 r.delivered = true;
             }
@@ -626,6 +665,7 @@ impl ContainerMachine {
     fn deliver_with<S: LineSink>(
         &mut self,
         sink: &mut S,
+        mut proof: Option<&mut Proof>,
         feed: impl FnOnce(&mut Partials, &mut dyn FnMut(Message<'_>)),
     ) -> bool {
         let cursor = &mut self.cursor;
@@ -635,10 +675,20 @@ impl ContainerMachine {
         let mut delivered = false;
         feed(&mut self.partials, &mut |m: Message<'_>| {
             let before = cursor.position(m.stream);
-            #[cfg(feature = "mutants")]
-            let verdict = mutant::judge(cursor, mutant, m.stream, m.ts);
-            #[cfg(not(feature = "mutants"))]
-            let verdict = cursor.accept(m.stream, m.ts);
+            let verdict = match proof.as_deref_mut() {
+                // Unsettled, a tail's messages go through its proof; one that shows the proof
+                // cannot come is used for nothing, nor is anything after it.
+                Some(p) if !matches!(p.stage(), Stage::Passed) => {
+                    match p.judge(cursor, m.stream, m.ts) {
+                        Some(v) => v,
+                        None => return,
+                    }
+                }
+                #[cfg(feature = "mutants")]
+                _ => mutant::judge(cursor, mutant, m.stream, m.ts),
+                #[cfg(not(feature = "mutants"))]
+                _ => cursor.accept(m.stream, m.ts),
+            };
             if cursor.position(m.stream) < before && violation.is_none() {
                 *violation = Some(Violation::CursorMovedBack { stream: m.stream });
             }
@@ -673,7 +723,13 @@ impl ContainerMachine {
         let Some(reader) = reader else { return };
         // On a clean end `handle_end_of_stream` flushed them; otherwise the next generation
         // replays them.
-        self.partials.discard();
+        self.drop_partials(reader.proof.as_ref().is_some_and(|p| !p.settled()));
+        match reader.proof.as_ref().map(|p| p.stage()) {
+            Some(Stage::Waiting | Stage::Missed) => self.tails.missed(),
+            Some(Stage::Proven | Stage::Passed) => self.tails.reached(),
+            None if reader.delivered => self.tails.reached(),
+            None => {}
+        }
         let capturing = matches!(self.lifecycle, Lifecycle::Capturing(_));
         if capturing {
             // When stopping, Stopped itself checkpoints (or forgets) once everything is joined.
@@ -682,6 +738,8 @@ impl ContainerMachine {
         let healthy = reader.delivered;
         match exit {
             ReaderExit::Cancelled => match reader.cancel {
+                // A missed tail is no failure: the next, longer one opens at once.
+                Some(CancelReason::TailMissed) => {}
                 Some(CancelReason::Rotation | CancelReason::Stall | CancelReason::Stop) => {
                     if healthy {
                         self.failures = 0;
@@ -719,6 +777,18 @@ impl ContainerMachine {
         } else {
             self.maybe_finish_stop();
         }
+    }
+
+    /// Drops the unfinished messages (the next generation reads them again). `unproven`: they
+    /// came from a tail that never proved it reached back to the cursor, and mean nothing.
+    fn drop_partials(&mut self, unproven: bool) {
+        let under_way = Stream::ALL.iter().any(|&s| self.partials.is_pending(s));
+        if under_way && !unproven {
+            // A message was under way past the last delivered one: the next tail might begin
+            // after its first part, so it would prove nothing about it.
+            self.cursor.forget_last();
+        }
+        self.partials.discard();
     }
 
     /// Nothing is left to read (until the container runs again).
@@ -801,6 +871,8 @@ impl ContainerMachine {
     fn open(&mut self, now: Instant) {
         let draining = !self.container.running && self.container.stop_confirmed;
         let eager = planted!(self.config, EagerRotation);
+        let trust_tail = planted!(self.config, TrustTail);
+        let opening = self.tails.opening(&self.cursor, now, &self.config);
         let rotate_every = self.config.rotate_every;
         let Lifecycle::Capturing(c) = &mut self.lifecycle else {
             return;
@@ -812,16 +884,25 @@ impl ContainerMachine {
         // longer than the interval to deliver anything is retired before it does, again and
         // again.
         let rotate_at = eager.then(|| now.after(rotate_every));
-        c.reader = ReaderSlot::Live {
-            reader: Reader::new(now, draining),
-            rotate_at,
-        };
+        let mut reader = Reader::new(now, draining);
+        if let Opening::Tail { lines } = opening {
+            // The bug `TrustTail`: no proof, every tail is taken to reach back to the cursor.
+            reader.proof = Proof::new(&self.cursor, lines)
+                .filter(|_| !trust_tail)
+                .map(Box::new);
+        }
+        c.reader = ReaderSlot::Live { reader, rotate_at };
         let generation = Generation(self.opened.0 + 1);
         self.opened = generation;
         self.cursor.begin_generation();
         self.partials.discard();
-        let since = self.cursor.since();
-        self.push(Command::OpenStream { generation, since });
+        self.push(match opening {
+            Opening::Tail { lines } => Command::OpenTail { generation, lines },
+            Opening::Since => Command::OpenStream {
+                generation,
+                since: self.cursor.since(),
+            },
+        });
     }
 
     /// Stopping, with the reader and the heartbeat joined: Stopped.

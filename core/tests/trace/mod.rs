@@ -24,9 +24,11 @@ pub struct Trace {
     pub commands: usize,
 }
 
-/// The configuration the traces use: short intervals, a visible backoff, no jitter.
+/// The configuration the traces use: short intervals, a visible backoff, no jitter, and every
+/// reopen with `since` (the traces of a tail reopen turn it on with [`tail_config`]).
 pub fn config() -> Config {
     Config {
+        tail_floor: 0,
         rotate_every: Duration::from_millis(100),
         heartbeat_every: Duration::from_secs(1),
         backoff: Backoff {
@@ -35,6 +37,14 @@ pub fn config() -> Config {
             jitter_seed: 0,
         },
         ..Config::default()
+    }
+}
+
+/// [`config`] with tail reopens of at least `floor` entries.
+pub fn tail_config(floor: u64) -> Config {
+    Config {
+        tail_floor: floor,
+        ..config()
     }
 }
 
@@ -198,6 +208,9 @@ fn describe_command(c: &Command) -> String {
     match c {
         Command::OpenStream { generation, since } => {
             format!("OpenStream {generation} since={since}")
+        }
+        Command::OpenTail { generation, lines } => {
+            format!("OpenTail {generation} tail={lines}")
         }
         Command::CancelReader { generation, reason } => {
             format!("CancelReader {generation} ({reason:?})")

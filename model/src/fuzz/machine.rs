@@ -104,9 +104,20 @@ macro_rules! trace {
 
 fn config(u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
     let ms = |n: u16| Duration::from_millis(u64::from(n));
+    let rotate: u16 = u.int_in_range(1..=2000)?;
+    let heartbeat: u16 = u.int_in_range(1..=2000)?;
     Ok(Config {
-        rotate_every: ms(u.int_in_range(1..=2000)?),
-        heartbeat_every: ms(u.int_in_range(1..=2000)?),
+        rotate_every: ms(rotate),
+        heartbeat_every: ms(heartbeat),
+        // Tail reopens in half the worlds, 1 to 8 entries at least, drawn from bytes already
+        // read so that every committed input still decodes to the same world.
+        tail_floor: if heartbeat % 2 == 0 {
+            0
+        } else {
+            1 + u64::from(rotate % 8)
+        },
+        tail_tries: 3,
+        tail_pace: true,
         backoff: Backoff {
             initial: ms(u.int_in_range(0..=500)?),
             max: ms(u.int_in_range(0..=5000)?),
@@ -175,6 +186,10 @@ impl Watch {
             "a command out of a machine already stopped: {c:?}"
         );
         match c {
+            Command::OpenTail { generation, .. } => {
+                assert_eq!(generation.0, self.opened.0 + 1, "generations open in order");
+                self.opened = *generation;
+            }
             Command::OpenStream { generation, since } => {
                 assert_eq!(generation.0, self.opened.0 + 1, "generations open in order");
                 self.opened = *generation;
@@ -477,6 +492,9 @@ enum Action {
 struct Reader {
     generation: Generation,
     filter: SinceFilter,
+    /// `tail=K`: the daemon begins K entries before the end of the log as it is when it
+    /// answers.
+    tail: Option<usize>,
     opened: bool,
     /// Index of the next log entry it considers.
     pos: usize,
@@ -620,7 +638,16 @@ impl World {
 
     fn carry_out(&mut self, c: Command) {
         match c {
-            Command::OpenStream { generation, since } => {
+            Command::OpenStream { .. } | Command::OpenTail { .. } => {
+                let (generation, since, tail) = match c {
+                    Command::OpenTail { generation, lines } => (
+                        generation,
+                        Timestamp(0),
+                        Some(usize::try_from(lines).unwrap_or(usize::MAX)),
+                    ),
+                    Command::OpenStream { generation, since } => (generation, since.0, None),
+                    _ => return,
+                };
                 assert!(
                     self.reader.is_none(),
                     "g{} opened while the world still runs reader {:?}",
@@ -629,7 +656,8 @@ impl World {
                 );
                 self.reader = Some(Reader {
                     generation,
-                    filter: SinceFilter::new(self.rule, since.0),
+                    filter: SinceFilter::new(self.rule, since),
+                    tail,
                     opened: false,
                     pos: 0,
                     cancelled: false,
@@ -930,6 +958,9 @@ impl World {
                 if let Some(r) = &mut self.reader {
                     if !r.opened {
                         r.opened = true;
+                        if let Some(k) = r.tail {
+                            r.pos = self.log.len().saturating_sub(k);
+                        }
                         let generation = r.generation;
                         self.handle(Event::StreamOpened { generation });
                     }
