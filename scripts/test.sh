@@ -53,11 +53,12 @@ if grep -q '"check"' model/src/main.rs 2>/dev/null; then
     step "model check with time, heartbeat ticks and losses, a reader error and removals"
     # Each of these multiplies the states (ticks move time, 6x; an error 3.5x; a removal 2.5x;
     # a lost heartbeat 2x), so they run on a short log without the troubles the default run
-    # covers (docs/model.md, "Bounds and figures"); exactly-once is judged there too.
+    # covers, tail reopens included (docs/model.md, "Bounds and figures"); exactly-once is
+    # judged there too. With tails as well: 55,770,182 states, 171 s, every property holds.
     # shellcheck disable=SC2086
     cargo run --release --locked -p capturer-model -- check ${MODEL_TROUBLE_ARGS:---rule A \
         --lines 3 --resends 0 --early-ends 0 --crashes 0 --daemon-restarts 0 \
-        --ticks 2 --errors 1 --removals --heartbeat-losses 1}
+        --ticks 2 --errors 1 --removals --heartbeat-losses 1 --no-tails}
 fi
 
 step "fuzz: each target for ${FUZZ_SECONDS:-20} s, from its committed inputs"

@@ -14,6 +14,7 @@
 //!   --ticks T              heartbeat ticks, in all, each half an interval on (default 0)
 //!   --heartbeat-losses L   heartbeats exiting on their own, in all (default 0)
 //!   --removals             a stopped container may be removed
+//!   --no-tails             every reopen asks for `since` (no `tail=K` reopens)
 //!   --capturer-stops C     capturer stops, graceful or crashes (default 1)
 //!   --capturer-restarts C  capturer restarts after a stop, from the checkpoints (default 1)
 //!   --in-flight F          frames a cancelled reader may still deliver (default 1)
@@ -81,6 +82,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--ticks" => b.ticks = number(value()?)?,
             "--heartbeat-losses" => b.heartbeat_losses = number(value()?)?,
             "--removals" => b.removals = true,
+            "--no-tails" => b.tails = false,
             "--capturer-restarts" => b.capturer_restarts = number(value()?)?,
             "--capturer-stops" => b.capturer_stops = number(value()?)?,
             "--in-flight" => b.in_flight = number(value()?)?,
@@ -143,7 +145,7 @@ fn check(cli: &Cli) -> bool {
         "bounds: {} containers, {} log entries each, {} rotation(s), {} container restart(s), \
          {} daemon restart(s), {} reader error(s), {} tick(s), {} heartbeat loss(es), removals {}, {} capturer stop(s) and {} restart(s), \
          {} frame(s) in flight, {} re-send(s), {} early end(s), {} birth(s), {} crash(es), \
-         {} sink tick(s); mutant {:?}, runtime mutant {:?}, {} discovery; {:?}, {} thread(s), {}",
+         {} sink tick(s), tails {}; mutant {:?}, runtime mutant {:?}, {} discovery; {:?}, {} thread(s), {}",
         b.containers,
         b.lines,
         b.rotations,
@@ -161,6 +163,7 @@ fn check(cli: &Cli) -> bool {
         b.births,
         b.crashes,
         b.syncs,
+        b.tails,
         cli.mutant,
         cli.runtime_mutant,
         if cli.old_discovery { "old (no watermark)" } else { "watermark" },
@@ -323,6 +326,6 @@ mod tests {
         ] {
             assert_eq!(stated(flag), value, "{flag}");
         }
-        assert!(!b.removals && b.split.is_none());
+        assert!(!b.removals && b.split.is_none() && b.tails);
     }
 }

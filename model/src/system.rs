@@ -91,6 +91,9 @@ pub struct Bounds {
     /// or a network sink's acknowledgement), then persists the cursor that covers it. Only a
     /// tick with something to do is taken (an idle one changes nothing).
     pub syncs: u8,
+    /// Whether a reopen may use a tail (`tail=K`, proven before use); without, every reopen
+    /// asks for `since`, as before tails.
+    pub tails: bool,
 }
 
 impl Default for Bounds {
@@ -118,6 +121,7 @@ impl Default for Bounds {
             births: 0,
             crashes: 1,
             syncs: 0,
+            tails: true,
         }
     }
 }
@@ -617,7 +621,7 @@ impl CaptureModel {
             // Tails as short as one entry, so that a tail can miss the cursor in a log of a
             // few entries (the runtime's floor is 1000); one miss falls back to `since` (every
             // further try multiplies the states: 8x at three tries, `docs/model.md`).
-            tail_floor: 1,
+            tail_floor: u64::from(opts.bounds.tails),
             tail_tries: 1,
             tail_pace: false,
             mutant: opts.mutant,
