@@ -31,6 +31,7 @@ fn small(lines: usize) -> Bounds {
         births: 0,
         crashes: 0,
         syncs: 0,
+        tails: true,
     }
 }
 
