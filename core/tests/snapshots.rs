@@ -40,6 +40,37 @@ fn normal_rotation() {
     insta::assert_snapshot!("normal_rotation", t.text);
 }
 
+/// The rotation falls due (100 ms after the first new line) while the stream reads a backlog, a
+/// frame every 10 ms: it waits for the stream's first quiet moment (30 ms without a frame), so
+/// the backlog is read to its end by one generation.
+#[test]
+fn a_due_rotation_waits_for_a_quiet_stream() {
+    let mut t = Trace::new(capturer_core::Config {
+        rotate_when_quiet: std::time::Duration::from_millis(30),
+        ..config()
+    });
+    t.at(0).on(Event::ContainerStarted);
+    t.at(1).on(Event::StreamOpened { generation: G1 });
+    for i in 1..=30u64 {
+        let at = 10 * i;
+        while t.m.poll_timeout().is_some_and(|d| d.0 <= at * 1_000_000) {
+            t.timeout();
+        }
+        t.at(at)
+            .frame(1, Stream::Stdout, at, format!("l{i}\n").as_bytes());
+    }
+    assert_eq!(t.m.phase(), capturer_core::Phase::Streaming, "{}", t.text);
+    // The deadline armed before the last frame (310 ms) finds it 10 ms old and waits again; 30 ms after
+    // the last frame the stream is quiet, and rotated.
+    t.timeout();
+    assert_eq!(t.m.phase(), capturer_core::Phase::Streaming, "{}", t.text);
+    t.timeout();
+    assert_eq!(t.m.phase(), capturer_core::Phase::Rotating, "{}", t.text);
+    assert_eq!(t.now.0, 330 * 1_000_000, "{}", t.text);
+    assert_eq!(t.messages(Stream::Stdout).len(), 30);
+    insta::assert_snapshot!("a_due_rotation_waits_for_a_quiet_stream", t.text);
+}
+
 #[test]
 fn rotation_while_frames_still_arrive() {
     let mut t = started();

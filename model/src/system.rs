@@ -624,6 +624,10 @@ impl CaptureModel {
             tail_floor: u64::from(opts.bounds.tails),
             tail_tries: 1,
             tail_pace: false,
+            // A rotation that waits for a quiet stream only comes later; the model's clock
+            // already reaches each deadline between any two frames, so every later moment is
+            // among its histories.
+            rotate_when_quiet: Duration::ZERO,
             mutant: opts.mutant,
         };
         CaptureModel {

@@ -13,6 +13,11 @@ pub struct Config {
     /// Retire the live stream and reopen it from the cursor this long after it delivered its
     /// first new line (a generation that delivered nothing is never rotated: see `rotate`).
     pub rotate_every: Duration,
+    /// A due rotation waits while the live stream read a frame within this long: a stream that
+    /// is delivering is not stalled, and retiring it in a backlog would cut the read short at
+    /// every rotation (and make the next reopen read the backlog's start again). 0: rotate when
+    /// due.
+    pub rotate_when_quiet: Duration,
     /// A live stream quiet this long while the container runs counts as stalled (longer
     /// before its first frame, see `stall_limit`).
     pub heartbeat_every: Duration,
@@ -38,6 +43,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             rotate_every: Duration::from_secs(300),
+            rotate_when_quiet: Duration::from_millis(250),
             heartbeat_every: Duration::from_secs(30),
             backoff: Backoff::default(),
             partial_cap: DEFAULT_CAP,

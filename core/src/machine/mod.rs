@@ -304,15 +304,25 @@ impl ContainerMachine {
                 }
             }
         }
+        let quiet = self.config.rotate_when_quiet;
         if let Lifecycle::Capturing(Capture {
-            reader: ReaderSlot::Live {
-                rotate_at: Some(t), ..
-            },
+            reader:
+                ReaderSlot::Live {
+                    reader: r,
+                    rotate_at: Some(t),
+                },
             ..
-        }) = &self.lifecycle
+        }) = &mut self.lifecycle
         {
             if *t <= now {
-                self.rotate(CancelReason::Rotation);
+                // Reading (a frame within `quiet`): not stalled, so the rotation waits for the
+                // stream's first quiet moment; a backlog is read to its end.
+                let reading = r.opened && !r.ended && now.since(r.last_activity) < quiet;
+                if reading {
+                    *t = r.last_activity.after(quiet);
+                } else {
+                    self.rotate(CancelReason::Rotation);
+                }
             }
         }
         self.self_check();

@@ -29,6 +29,7 @@ pub struct Trace {
 pub fn config() -> Config {
     Config {
         tail_floor: 0,
+        rotate_when_quiet: Duration::ZERO,
         rotate_every: Duration::from_millis(100),
         heartbeat_every: Duration::from_secs(1),
         backoff: Backoff {

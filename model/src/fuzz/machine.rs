@@ -118,6 +118,13 @@ fn config(u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
         },
         tail_tries: 3,
         tail_pace: true,
+        // Rotations that wait for a quiet stream in a third of the worlds, from bytes already
+        // read, as above.
+        rotate_when_quiet: if rotate % 3 == 0 {
+            ms(heartbeat % 500)
+        } else {
+            Duration::ZERO
+        },
         backoff: Backoff {
             initial: ms(u.int_in_range(0..=500)?),
             max: ms(u.int_in_range(0..=5000)?),
