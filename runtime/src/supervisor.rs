@@ -141,6 +141,7 @@ impl Supervisor {
         };
         let machine_config = Config {
             rotate_every: settings.rotate_every,
+            rotate_when_quiet: settings.rotate_when_quiet,
             heartbeat_every: settings.heartbeat_every,
             backoff: Backoff::default(),
             ..Config::default()

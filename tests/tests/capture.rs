@@ -54,7 +54,11 @@ async fn b_continuous_writing_through_rotation_every_100ms() {
     let Some(docker) = docker().await else { return };
     let _serial = exclusive().await;
     let (sel, labels) = label("b");
-    let cap = Capturer::start("b", &sel, &["--rotate-every", "100ms"]);
+    let cap = Capturer::start(
+        "b",
+        &sel,
+        &["--rotate-every", "100ms", "--rotate-when-quiet", "0"],
+    );
     let script = "j=0; while [ $j -lt 200 ]; do k=0; while [ $k -lt 10 ]; do \
                   echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
     let began = Instant::now();

@@ -177,7 +177,11 @@ async fn b_continuous_writing_through_rotation_every_100ms() {
     // The defaults: stream LOGS, prefix logs.
     let target = NatsTarget::new(&server.url());
     let (sel, labels) = label("nb");
-    let mut cap = Capturer::start("nb", &sel, &target.flags(&["--rotate-every", "100ms"]));
+    let mut cap = Capturer::start(
+        "nb",
+        &sel,
+        &target.flags(&["--rotate-every", "100ms", "--rotate-when-quiet", "0"]),
+    );
     let script = "j=0; while [ $j -lt 60 ]; do k=0; while [ $k -lt 10 ]; do \
                   echo \"o $j.$k\"; echo \"e $j.$k\" >&2; k=$((k+1)); done; sleep 0.1; j=$((j+1)); done";
     let id = start(&docker, &spec(&labels, script)).await.expect("start");

@@ -125,6 +125,7 @@ pub fn print(s: &Settings, origins: &Origins) -> String {
             }))),
         ),
         ("rotate_every", Some(Some(q(&d(s.rotate_every))))),
+        ("rotate_when_quiet", Some(Some(q(&d(s.rotate_when_quiet))))),
         ("heartbeat_every", Some(Some(q(&d(s.heartbeat_every))))),
         ("include_name", Some(Some(list(&s.include_name)))),
         ("exclude_name", Some(Some(list(&s.exclude_name)))),

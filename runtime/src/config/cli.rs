@@ -177,6 +177,16 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub rotate_every: Option<String>,
+    /// A due rotation waits until the stream has read no frame for this long: a stream that
+    /// is delivering is not stalled, and a backlog is read to its end (0: rotate when due)
+    /// [default: 250ms].
+    #[arg(
+        long,
+        env = "LOG_CAPTURER_ROTATE_WHEN_QUIET",
+        value_name = "DURATION",
+        hide_env_values = true
+    )]
+    pub rotate_when_quiet: Option<String>,
     /// Stall watchdog interval; a reopened stream still waiting for its first line gets twice
     /// as long after each stall [default: 30s].
     #[arg(

@@ -45,6 +45,7 @@ file_keys!(
     state_dir,
     sink,
     rotate_every,
+    rotate_when_quiet,
     heartbeat_every,
     include_name,
     exclude_name,

@@ -160,6 +160,8 @@ pub struct Settings {
     pub loki: LokiSettings,
     /// Stream rotation interval.
     pub rotate_every: Duration,
+    /// How long a stream must have read nothing before a due rotation retires it.
+    pub rotate_when_quiet: Duration,
     /// Heartbeat (stall watchdog) interval.
     pub heartbeat_every: Duration,
     /// Name globs to include (any).
@@ -243,6 +245,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("state_dir", Kind::One),
     ("sink", Kind::One),
     ("rotate_every", Kind::One),
+    ("rotate_when_quiet", Kind::One),
     ("heartbeat_every", Kind::One),
     ("include_name", Kind::Many),
     ("exclude_name", Kind::Many),
@@ -428,6 +431,7 @@ mod tests {
         assert_eq!(s.output, PathBuf::from("./capture"));
         assert_eq!(s.state_dir, PathBuf::from("./capture/.state"));
         assert_eq!(s.rotate_every, Duration::from_secs(300));
+        assert_eq!(s.rotate_when_quiet, Duration::from_millis(250));
         assert_eq!(s.heartbeat_every, Duration::from_secs(30));
         assert_eq!(s.read_pause, Duration::from_millis(1));
         assert_eq!(s.sink, SinkKind::File);
@@ -764,6 +768,8 @@ mod tests {
                 "file",
                 "--rotate-every",
                 "5m",
+                "--rotate-when-quiet",
+                "250ms",
                 "--heartbeat-every",
                 "30s",
                 "--from",

@@ -70,6 +70,7 @@ impl Settings {
             }
         };
         let rotate_every = duration("rotate_every", Duration::from_secs(300))?;
+        let rotate_when_quiet = duration("rotate_when_quiet", Duration::from_millis(250))?;
         let heartbeat_every = duration("heartbeat_every", Duration::from_secs(30))?;
         let stop_timeout = duration("stop_timeout", Duration::from_secs(10))?;
         let checkpoint_every = duration("checkpoint_every", Duration::from_secs(1))?;
@@ -180,6 +181,7 @@ impl Settings {
             nats,
             loki,
             rotate_every,
+            rotate_when_quiet,
             heartbeat_every,
             include_name: globs("include_name")?,
             exclude_name: globs("exclude_name")?,

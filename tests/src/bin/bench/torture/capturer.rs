@@ -8,7 +8,7 @@ use super::round::{Later, Round};
 
 impl Round {
     /// Starts the round's capturer (against the daemon at `host`, selecting the round's label,
-    /// with its `--rotate-every` and `--heartbeat-every`).
+    /// with its `--rotate-every`, `--heartbeat-every` and `--rotate-when-quiet`).
     pub(super) fn start_capturer(&mut self, host: &str) {
         let extra = [
             "--docker-host".to_owned(),
@@ -17,6 +17,8 @@ impl Round {
             format!("{}ms", self.rotate_every.as_millis()),
             "--heartbeat-every".to_owned(),
             format!("{}ms", self.heartbeat_every.as_millis()),
+            "--rotate-when-quiet".to_owned(),
+            format!("{}ms", self.rotate_when_quiet.as_millis()),
         ];
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let cap = Capturer::start(

@@ -8,7 +8,8 @@
 //! One round, from seed S (the seeds S, S+1, ... with `--seeds N`):
 //! 1. the real `log-capturer`, selecting only this round's containers by the label
 //!    `lc.bench=torture-S-PID`, with a random `--rotate-every` (20 ms to 5 s, log-uniform) and
-//!    `--heartbeat-every` (1 s to 30 s);
+//!    `--heartbeat-every` (1 s to 30 s), `--rotate-when-quiet` 0 or 250 ms (by the parity of
+//!    the rotation's milliseconds);
 //! 2. for D (default 20 s; `20`, `20s`, `500ms`, `1m`), at random moments: containers start
 //!    running random busybox programs (stdout and stderr interleaved, bursts, idle spells,
 //!    lines of 1 byte to 200 KB, a last line without newline, TTYs, exit codes; json-file with
@@ -143,7 +144,7 @@ async fn round(bed: &mut Bed, seed: u64, opts: &Options, daemon_restarts: bool) 
     let began = Instant::now();
     let mut round = Round::new(seed, daemon_restarts, opts.quiet);
     println!(
-        "torture seed={seed}: daemon {} ({}), rotate_every {}ms, heartbeat_every {}ms, chaos {:?}",
+        "torture seed={seed}: daemon {} ({}), rotate_every {}ms, rotate_when_quiet {}ms, heartbeat_every {}ms, chaos {:?}",
         if bed.is_private() {
             "private"
         } else {
@@ -151,6 +152,7 @@ async fn round(bed: &mut Bed, seed: u64, opts: &Options, daemon_restarts: bool) 
         },
         bed.host,
         round.rotate_every.as_millis(),
+        round.rotate_when_quiet.as_millis(),
         round.heartbeat_every.as_millis(),
         opts.duration,
     );

@@ -74,6 +74,10 @@ pub(super) struct Round {
     pub(super) rotate_every: Duration,
     /// The capturer's `--heartbeat-every`.
     pub(super) heartbeat_every: Duration,
+    /// The capturer's `--rotate-when-quiet`: 0 (rotations cut streams that are delivering)
+    /// or its default 250 ms (they wait for a pause), by the parity of `rotate_every`'s
+    /// milliseconds, so that no seed's other draws change.
+    pub(super) rotate_when_quiet: Duration,
     /// The weights of the actions.
     mix: Mix,
     /// Containers the round may spawn at most (fewer once the budget is spent).
@@ -125,6 +129,11 @@ impl Round {
         let mut rng = Rng::new(seed);
         let rotate_every = Duration::from_millis(rng.log_uniform(20.0, 5000.0) as u64);
         let heartbeat_every = Duration::from_millis(rng.log_uniform(1000.0, 30_000.0) as u64);
+        let rotate_when_quiet = if rotate_every.as_millis() % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+        };
         let mix = Mix {
             spawn: 3.0,
             restart: rng.unit() * 1.5,
@@ -143,6 +152,7 @@ impl Round {
             rng,
             rotate_every,
             heartbeat_every,
+            rotate_when_quiet,
             mix,
             max_guests,
             daemon_max: u64::from(daemon_restarts_allowed),
