@@ -316,10 +316,12 @@ impl ContainerMachine {
         {
             if *t <= now {
                 // Reading (a frame within `quiet`): not stalled, so the rotation waits for the
-                // stream's first quiet moment; a backlog is read to its end.
-                let reading = r.opened && !r.ended && now.since(r.last_activity) < quiet;
-                if reading {
-                    *t = r.last_activity.after(quiet);
+                // stream's first quiet moment; a backlog is read to its end. (Compared as
+                // instants: at the end of time `after` saturates, and a deadline that is not
+                // later than now would never pass.)
+                let quiet_at = r.last_activity.after(quiet);
+                if r.opened && !r.ended && quiet_at > now {
+                    *t = quiet_at;
                 } else {
                     self.rotate(CancelReason::Rotation);
                 }
