@@ -8,8 +8,8 @@
 //! One round, from seed S (the seeds S, S+1, ... with `--seeds N`):
 //! 1. the real `log-capturer`, selecting only this round's containers by the label
 //!    `lc.bench=torture-S-PID`, with a random `--rotate-every` (20 ms to 5 s, log-uniform) and
-//!    `--heartbeat-every` (1 s to 30 s), `--rotate-when-quiet` 0 or 250 ms (by the parity of
-//!    the rotation's milliseconds);
+//!    `--heartbeat-every` (1 s to 30 s), `--rotate-when-quiet` 0 for an even seed, 250 ms
+//!    for an odd one;
 //! 2. for D (default 20 s; `20`, `20s`, `500ms`, `1m`), at random moments: containers start
 //!    running random busybox programs (stdout and stderr interleaved, bursts, idle spells,
 //!    lines of 1 byte to 200 KB, a last line without newline, TTYs, exit codes; json-file with

@@ -74,9 +74,9 @@ pub(super) struct Round {
     pub(super) rotate_every: Duration,
     /// The capturer's `--heartbeat-every`.
     pub(super) heartbeat_every: Duration,
-    /// The capturer's `--rotate-when-quiet`: 0 (rotations cut streams that are delivering)
-    /// or its default 250 ms (they wait for a pause), by the parity of `rotate_every`'s
-    /// milliseconds, so that no seed's other draws change.
+    /// The capturer's `--rotate-when-quiet`: 0 for an even seed (rotations cut streams that
+    /// are delivering), its default 250 ms for an odd one (they wait for a pause); not drawn,
+    /// so that no seed's other draws change.
     pub(super) rotate_when_quiet: Duration,
     /// The weights of the actions.
     mix: Mix,
@@ -129,7 +129,7 @@ impl Round {
         let mut rng = Rng::new(seed);
         let rotate_every = Duration::from_millis(rng.log_uniform(20.0, 5000.0) as u64);
         let heartbeat_every = Duration::from_millis(rng.log_uniform(1000.0, 30_000.0) as u64);
-        let rotate_when_quiet = if rotate_every.as_millis() % 2 == 0 {
+        let rotate_when_quiet = if seed % 2 == 0 {
             Duration::ZERO
         } else {
             Duration::from_millis(250)
