@@ -632,51 +632,55 @@ impl Supervisor {
         }
     }
 
+    /// Spawns generation `generation`'s reader in a scope of its own, joined from the start.
+    fn open_reader(&mut self, shared: &Arc<Shared>, generation: Generation, from: Start) {
+        let id = shared.id.clone();
+        let scope = Scope::named("reader");
+        let Some(guard) = scope.enter() else { return };
+        scope.close();
+        *shared
+            .reader_scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(scope.clone());
+        let cancel = CancellationToken::new();
+        let slot = OutcomeSlot::default();
+        let reader = Reader {
+            shared: shared.clone(),
+            generation,
+            from,
+            endpoint: self.endpoint.clone(),
+            api_version: self.api_version.clone(),
+            sink: self.sink.clone(),
+            cancel: cancel.clone(),
+            metrics: self.metrics.clone(),
+            clock: self.clock,
+            poke: self.poke_tx.clone(),
+            pause: self.settings.read_pause,
+        };
+        tokio::spawn(reader.run(guard, slot.clone()));
+        if let Some(entry) = self.containers.get_mut(&id) {
+            entry.reader = Some((generation, cancel));
+        }
+        let join = scope.join();
+        self.joins.push(Box::pin(async move {
+            join.await;
+            Joined::Reader {
+                id,
+                generation,
+                slot,
+            }
+        }));
+    }
+
     async fn execute(&mut self, shared: &Arc<Shared>, command: Command) {
         let id = shared.id.clone();
         tracing::trace!(container = %id, ?command, "command");
         match command {
-            Command::OpenStream { .. } | Command::OpenTail { .. } => {
-                let (generation, from) = match command {
-                    Command::OpenTail { generation, lines } => (generation, Start::Tail(lines)),
-                    Command::OpenStream { generation, since } => (generation, Start::Since(since)),
-                    _ => return,
-                };
-                let scope = Scope::named("reader");
-                let Some(guard) = scope.enter() else { return };
-                scope.close();
-                *shared
-                    .reader_scope
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(scope.clone());
-                let cancel = CancellationToken::new();
-                let slot = OutcomeSlot::default();
-                let reader = Reader {
-                    shared: shared.clone(),
-                    generation,
-                    from,
-                    endpoint: self.endpoint.clone(),
-                    api_version: self.api_version.clone(),
-                    sink: self.sink.clone(),
-                    cancel: cancel.clone(),
-                    metrics: self.metrics.clone(),
-                    clock: self.clock,
-                    poke: self.poke_tx.clone(),
-                    pause: self.settings.read_pause,
-                };
-                tokio::spawn(reader.run(guard, slot.clone()));
-                if let Some(entry) = self.containers.get_mut(&id) {
-                    entry.reader = Some((generation, cancel));
-                }
-                let join = scope.join();
-                self.joins.push(Box::pin(async move {
-                    join.await;
-                    Joined::Reader {
-                        id,
-                        generation,
-                        slot,
-                    }
-                }));
+            Command::OpenStream { generation, since } => {
+                self.open_reader(shared, generation, Start::Since(since));
+            }
+            Command::OpenTail { generation, lines } => {
+                self.open_reader(shared, generation, Start::Tail(lines));
             }
             Command::CancelReader { generation, reason } => {
                 if matches!(reason, CancelReason::Rotation | CancelReason::Stall) {

@@ -101,41 +101,29 @@ mod tests {
 
     /// A sleep never ends early, however short. How precise it is, is a speed property:
     /// `bench drain` judges it (a backlog at the raw read's speed needs sub-millisecond pauses).
-    #[test]
-    fn sleeps_at_least_as_long_as_asked() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
-        rt.block_on(async {
-            let mut timer = Timer::default();
-            for micros in [1, 50, 200, 900] {
-                let t = Instant::now();
-                timer.sleep(Duration::from_micros(micros)).await;
-                assert!(
-                    t.elapsed() >= Duration::from_micros(micros),
-                    "{micros} µs: {:?}",
-                    t.elapsed()
-                );
-            }
-        });
+    #[tokio::test]
+    async fn sleeps_at_least_as_long_as_asked() {
+        let mut timer = Timer::default();
+        for micros in [1, 50, 200, 900] {
+            let t = Instant::now();
+            timer.sleep(Duration::from_micros(micros)).await;
+            assert!(
+                t.elapsed() >= Duration::from_micros(micros),
+                "{micros} µs: {:?}",
+                t.elapsed()
+            );
+        }
     }
 
-    #[test]
-    fn a_cancelled_sleep_does_not_cut_the_next_short() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
-        rt.block_on(async {
-            let mut timer = Timer::default();
-            // Armed for 1 ms, abandoned after 100 µs... and left to expire unread.
-            let _ = tokio::time::timeout(Duration::from_micros(100), timer.sleep(MS)).await;
-            std::thread::sleep(Duration::from_millis(3));
-            let t = Instant::now();
-            timer.sleep(Duration::from_millis(2)).await;
-            assert!(t.elapsed() >= Duration::from_millis(2), "{:?}", t.elapsed());
-        });
+    #[tokio::test]
+    async fn a_cancelled_sleep_does_not_cut_the_next_short() {
+        let mut timer = Timer::default();
+        // Armed for 1 ms, abandoned after 100 µs... and left to expire unread.
+        let _ = tokio::time::timeout(Duration::from_micros(100), timer.sleep(MS)).await;
+        std::thread::sleep(Duration::from_millis(3));
+        let t = Instant::now();
+        timer.sleep(Duration::from_millis(2)).await;
+        assert!(t.elapsed() >= Duration::from_millis(2), "{:?}", t.elapsed());
     }
 
     const MS: Duration = Duration::from_millis(1);
