@@ -9,8 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
+# Each step's heading says when it began, so a slow step shows in any run's output.
+step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+# A fresh clone builds about 11 GB (debug, release, loom, the static image, fuzz); a disk that
+# fills mid-run fails far from the cause, so say it here.
+free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+if [ "$free_gb" -lt 12 ]; then
+    echo "test.sh: $free_gb GB free under $(pwd); the run needs about 12 GB" >&2
+    exit 1
+fi
 
 step "test bed: a real Docker daemon and the local test image"
 scripts/testbed.sh
@@ -86,7 +95,9 @@ done
 step "torture: seeded random chaos against a private dockerd, judged line by line"
 # Fixed seeds, so a failure here is reproducible with the same command; TORTURE_SEED and
 # TORTURE_SEEDS choose others.
-cargo run --release --locked -p capturer-tests --bin bench -- torture \
+# The dev profile (opt-level 1): the capturer and the harness `cargo test` built already, where
+# a release build cost the command two minutes.
+cargo run --locked -p capturer-tests --bin bench -- torture \
     --seed "${TORTURE_SEED:-1}" --seeds "${TORTURE_SEEDS:-3}" --duration "${TORTURE_DURATION:-20}"
 
 step "all green in $(( $(date +%s) - started ))s"

@@ -96,6 +96,8 @@ pub struct Capturer {
     /// Standard output to a pipe (kept in `stdout`) instead of [`Capturer::stdout_path`].
     pipe_stdout: bool,
     stdout: Option<ChildStdout>,
+    /// Keep the output directory when dropped (the caller removes it, or wants it).
+    keep: bool,
 }
 
 impl Capturer {
@@ -165,6 +167,7 @@ impl Capturer {
             starts: 0,
             pipe_stdout: false,
             stdout: None,
+            keep: false,
         }
     }
 
@@ -231,6 +234,12 @@ impl Capturer {
     /// [`Capturer::stdout_path`] again.
     pub fn pipe_stdout(&mut self, pipe: bool) {
         self.pipe_stdout = pipe;
+    }
+
+    /// Keeps the output directory when this is dropped: the caller decides (the torture keeps
+    /// a failed round's output and removes a passed one's).
+    pub fn keep_output(&mut self) {
+        self.keep = true;
     }
 
     /// The read end of the standard output pipe of the last start, if it went to a pipe.
@@ -432,10 +441,16 @@ impl Capturer {
 }
 
 impl Drop for Capturer {
+    /// Kills the process; removes the output directory unless the test is failing (it is
+    /// kept for a look then) or [`Capturer::keep_output`] was called, so that passing runs
+    /// leave nothing behind (they used to leave about 250 MB each in the temp directory).
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if !self.keep && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.output);
         }
     }
 }

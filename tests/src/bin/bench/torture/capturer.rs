@@ -21,11 +21,12 @@ impl Round {
             format!("{}ms", self.rotate_when_quiet.as_millis()),
         ];
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let cap = Capturer::start(
+        let mut cap = Capturer::start(
             &format!("torture-{}", self.seed),
             &format!("lc.bench={}", self.label),
             &extra,
         );
+        cap.keep_output();
         self.output = cap.output.clone();
         self.cap = Some(cap);
         self.cap_up = true;
