@@ -95,9 +95,10 @@ done
 step "torture: seeded random chaos against a private dockerd, judged line by line"
 # Fixed seeds, so a failure here is reproducible with the same command; TORTURE_SEED and
 # TORTURE_SEEDS choose others.
-# The dev profile (opt-level 1): the capturer and the harness `cargo test` built already, where
-# a release build cost the command two minutes.
-cargo run --locked -p capturer-tests --bin bench -- torture \
+# The bench binary `cargo test` built (cargo builds a package's binaries for its integration
+# tests), with the capturer it built: a release build here cost two minutes, and even
+# `cargo run` in the dev profile one, as its features resolve without the dev-dependencies.
+target/debug/bench torture \
     --seed "${TORTURE_SEED:-1}" --seeds "${TORTURE_SEEDS:-3}" --duration "${TORTURE_DURATION:-20}"
 
 step "all green in $(( $(date +%s) - started ))s"

@@ -278,7 +278,7 @@ async fn a_stop_while_the_disk_is_full_ends_in_time_with_one_message_and_loses_n
     let mut cap = Capturer::prepare("d3", &sel, &["--stop-timeout", &timeout]);
     // The output directory (and the state under it) on a 4 MiB tmpfs of its own.
     let out = cap.output.join("out");
-    let _tmpfs = Tmpfs::mount(&out, "4m");
+    let tmpfs = Tmpfs::mount(&out, "4m");
     std::fs::create_dir_all(out.join(".state")).expect("create the state directory");
     cap.restart();
     let filler = out.join("filler");
@@ -358,6 +358,8 @@ async fn a_stop_while_the_disk_is_full_ends_in_time_with_one_message_and_loses_n
     assert_eq!(s["stderr"], numbered("f e", 0..2_000));
     assert_stopped_cleanly(status, &cap);
     remove(&docker, &id).await;
+    // Unmounted first, so that the capturer's drop removes the whole output directory.
+    drop(tmpfs);
     drop(cap);
 }
 
