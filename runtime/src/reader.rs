@@ -40,8 +40,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
-/// A reader that waited this long for data closes its pause timer (made again at its next
-/// pause): a descriptor per busy reader, none per idle one.
+/// A reader that waited this long for data closes its pause timer (made again once it pauses
+/// steadily, `crate::timer`): a descriptor per busy reader, none per idle one.
 const TIMER_IDLE: Duration = Duration::from_secs(1);
 
 /// What a reader needs.
