@@ -158,7 +158,10 @@ mod tests {
         }
         assert!(timer.fd.is_none(), "a few pauses made a timerfd");
         timer.sleep(Duration::from_micros(10)).await;
-        assert!(timer.fd.is_some() || timer.failed, "no timerfd after {PRECISE_AFTER} pauses");
+        assert!(
+            timer.fd.is_some() || timer.failed,
+            "no timerfd after {PRECISE_AFTER} pauses"
+        );
     }
 
     const MS: Duration = Duration::from_millis(1);
