@@ -114,8 +114,6 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// A sleep never ends early, however short. How precise it is, is a speed property:
-    /// `bench drain` judges it (a backlog at the raw read's speed needs sub-millisecond pauses).
     /// A timer past its first pauses, so that its sleeps go to the timerfd.
     fn precise() -> Timer {
         Timer {
@@ -124,6 +122,8 @@ mod tests {
         }
     }
 
+    /// A sleep never ends early, however short. How precise it is, is a speed property:
+    /// `bench drain` judges it (a backlog at the raw read's speed needs sub-millisecond pauses).
     #[tokio::test]
     async fn sleeps_at_least_as_long_as_asked() {
         let mut timer = precise();
